@@ -1,0 +1,115 @@
+"""Triangle meshes, the icosphere template and the mesh topology the losses need."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Mesh", "icosphere", "normalize_vertices", "edges", "adjacent_face_pairs"]
+
+
+@dataclass
+class Mesh:
+    """One triangle mesh.
+
+    Attributes:
+        vertices: (V, 3) float32, object frame (Y-up).
+        faces: (F, 3) int64 vertex indices, counter-clockwise seen from outside where orientation is known.
+        vertex_colors: (V, 3) float32 sRGB in [0, 1], or None.
+    """
+
+    vertices: torch.Tensor
+    faces: torch.Tensor
+    vertex_colors: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.vertices = torch.as_tensor(self.vertices, dtype=torch.float32)
+        self.faces = torch.as_tensor(self.faces, dtype=torch.int64)
+        if self.vertices.dim() != 2 or self.vertices.shape[1] != 3:
+            raise ValueError(f"vertices must have shape (V, 3), got {tuple(self.vertices.shape)}")
+        if self.faces.dim() != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f"faces must have shape (F, 3), got {tuple(self.faces.shape)}")
+        if self.faces.numel() and (int(self.faces.min()) < 0 or int(self.faces.max()) >= self.vertices.shape[0]):
+            raise ValueError(f"faces index vertices out of range [0, {self.vertices.shape[0]})")
+        if not bool(torch.isfinite(self.vertices).all()):
+            raise ValueError("vertices must be finite (found NaN or inf)")
+        if self.vertex_colors is not None:
+            self.vertex_colors = torch.as_tensor(self.vertex_colors, dtype=torch.float32)
+            if self.vertex_colors.shape != self.vertices.shape:
+                raise ValueError(f"vertex_colors must have shape {tuple(self.vertices.shape)}, got {tuple(self.vertex_colors.shape)}")
+
+    @property
+    def num_vertices(self) -> int:
+        return self.vertices.shape[0]
+
+    @property
+    def num_faces(self) -> int:
+        return self.faces.shape[0]
+
+
+def icosphere(level: int = 3, radius: float = 1.0) -> Mesh:
+    """Icosphere by repeated 4-way subdivision of an icosahedron, faces oriented outward.
+
+    Level L has ``10 * 4**L + 2`` vertices and ``20 * 4**L`` faces (level 3: 642 vertices, 1280 faces).
+    Vertex order is deterministic, so a generator's per-vertex outputs stay tied to the same template.
+    """
+    if level < 0:
+        raise ValueError(f"level must be >= 0, got {level}")
+    t = (1.0 + math.sqrt(5.0)) / 2.0
+    verts = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t),
+             (0, -1, -t), (0, 1, -t), (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
+    faces = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
+             (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5),
+             (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    v = torch.nn.functional.normalize(torch.tensor(verts, dtype=torch.float64), dim=1)
+    f = torch.tensor(faces, dtype=torch.int64)
+    for _ in range(level):
+        e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0).sort(dim=1).values
+        uniq, inverse = torch.unique(e, dim=0, return_inverse=True)
+        mid = torch.nn.functional.normalize(v[uniq[:, 0]] + v[uniq[:, 1]], dim=1)
+        m = (inverse + v.shape[0]).reshape(3, -1).T  # midpoints of edges (01, 12, 20) per face
+        v = torch.cat([v, mid], dim=0)
+        a, b, c = f.unbind(1)
+        ab, bc, ca = m.unbind(1)
+        f = torch.cat([torch.stack(x, 1) for x in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))], dim=0)
+    return Mesh((v * radius).float(), f)
+
+
+def normalize_vertices(vertices: torch.Tensor) -> torch.Tensor:
+    """Centre the axis-aligned bounding box at the origin and scale its largest extent to 1.
+
+    vertices: (..., V, 3). Returns the same shape. A mesh with zero extent raises ValueError.
+    """
+    lo = vertices.amin(dim=-2, keepdim=True)
+    hi = vertices.amax(dim=-2, keepdim=True)
+    extent = (hi - lo).amax(dim=-1, keepdim=True)
+    if bool((extent <= 0).any()):
+        raise ValueError("cannot normalize a mesh with zero extent")
+    return (vertices - (lo + hi) / 2) / extent
+
+
+def edges(faces: torch.Tensor) -> torch.Tensor:
+    """Unique undirected edges (E, 2) int64, each sorted ascending, of faces (F, 3)."""
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0).sort(dim=1).values
+    return torch.unique(e, dim=0)
+
+
+def adjacent_face_pairs(faces: torch.Tensor) -> torch.Tensor:
+    """Pairs of faces sharing an edge, as (E, 4) int64 rows ``(v0, v1, a, b)``.
+
+    ``(v0, v1)`` is the shared edge, ``a`` and ``b`` the vertices opposite to it in the two faces. Edges shared
+    by other than exactly two faces (borders, non-manifold edges) are left out.
+    """
+    f = faces
+    e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0)
+    opposite = torch.cat([f[:, 2], f[:, 0], f[:, 1]], dim=0)
+    e_sorted = e.sort(dim=1).values
+    uniq, inverse, counts = torch.unique(e_sorted, dim=0, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    manifold = counts == 2
+    first = order[starts[manifold]]
+    second = order[starts[manifold] + 1]
+    return torch.stack([uniq[manifold, 0], uniq[manifold, 1], opposite[first], opposite[second]], dim=1)

@@ -1,0 +1,544 @@
+"""Reading and atomic writing of triangle meshes as OBJ, PLY and GLB (glTF 2.0 binary) files.
+
+The format follows the file suffix (case-insensitive). In memory a mesh is a :class:`softras.mesh.Mesh`:
+vertices (V, 3) float32 in the object frame (Y-up, file units), faces (F, 3) int64, vertex colours (V, 3)
+float32 sRGB in [0, 1] or None. Polygons are fan-triangulated on reading. OBJ and PLY store colours as sRGB;
+glTF stores them linear, so GLB colours are converted on both reading and writing.
+
+Malformed files raise ``ValueError("<path>: <what is wrong>")``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from softras.mesh import Mesh
+
+__all__ = ["read_mesh", "write_mesh"]
+
+# A reader's result: vertices (V, 3), faces (F, 3), sRGB colours (V, 3) or None, all numpy.
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def read_mesh(path: str | os.PathLike) -> Mesh:
+    """Read a mesh from an .obj, .ply or .glb file.
+
+    Raises ValueError for an unsupported suffix or malformed content (the message starts with the path) and
+    FileNotFoundError for a missing file.
+    """
+    path = Path(path)
+    reader = _codec(path)[0]
+    data = path.read_bytes()
+    try:
+        vertices, faces, colors = reader(data)
+        return Mesh(torch.tensor(vertices, dtype=torch.float32), torch.tensor(faces, dtype=torch.int64),
+                    None if colors is None else torch.tensor(colors, dtype=torch.float32))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    except (IndexError, KeyError, TypeError, AttributeError, OverflowError, struct.error) as e:
+        raise ValueError(f"{path}: malformed {path.suffix.lower()} file ({type(e).__name__}: {e})") from e
+
+
+def write_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
+    """Write ``mesh`` to an .obj, .ply or .glb file atomically and return the path.
+
+    The file is written to a temporary file in the same directory, synced and renamed onto ``path``, so
+    ``path`` holds either its previous content or the complete new file. An existing file keeps its
+    permission bits; a new one gets 0o644. Raises FileNotFoundError when the directory is missing and
+    PermissionError when it is not writable.
+    """
+    path = Path(path)
+    writer = _codec(path)[1]
+    directory = path.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
+    mode = (path.stat().st_mode & 0o7777) if path.exists() else 0o644
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError as e:
+        raise PermissionError(f"cannot write {path}: directory {directory} is not writable") from e
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer(mesh, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _codec(path: Path) -> tuple[Callable[[bytes], _Arrays], Callable[[Mesh, BinaryIO], None]]:
+    suffix = path.suffix.lower()
+    if suffix not in _FORMATS:
+        raise ValueError(f"{path}: unsupported mesh format {suffix or '(no suffix)'!r}; "
+                         f"supported: {', '.join(_FORMATS)}")
+    return _FORMATS[suffix]
+
+
+# ----------------------------------------------------------------------------------------------- shared
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _fan(flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Fan-triangulate polygons given as concatenated vertex indices ``flat`` and per-polygon ``counts``.
+
+    Returns (F, 3) int64 in polygon order; polygon ``(a, b, c, d, ...)`` gives ``(a, b, c), (a, c, d), ...``.
+    """
+    counts = counts.astype(np.int64)
+    if (counts < 3).any():
+        raise ValueError(f"face with {int(counts.min())} vertices (at least 3 needed)")
+    starts = np.cumsum(counts) - counts
+    ntri = counts - 2
+    poly = np.repeat(np.arange(len(counts)), ntri)
+    k = np.arange(int(ntri.sum())) - np.repeat(np.cumsum(ntri) - ntri, ntri) + 1  # 1 .. n-2 per polygon
+    first = starts[poly]
+    flat = flat.astype(np.int64)
+    return np.stack([flat[first], flat[first + k], flat[first + k + 1]], axis=1)
+
+
+def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB decoding; input clipped to [0, 1]."""
+    c = np.clip(c.astype(np.float64), 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB encoding; input clipped to [0, 1]."""
+    c = np.clip(c.astype(np.float64), 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
+# ----------------------------------------------------------------------------------------------- OBJ
+
+def _read_obj(data: bytes) -> _Arrays:
+    """``v x y z [r g b]`` vertices and ``f`` polygons; colours are kept only when every vertex has them."""
+    vertices, colors, flat, counts = [], [], [], []
+    for lineno, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0] not in ("v", "f"):
+            continue
+        try:
+            if parts[0] == "v":
+                values = [float(x) for x in parts[1:]]
+                if len(values) not in (3, 4, 6):
+                    raise ValueError(f"vertex needs 3 coordinates (optionally w or r g b), got {len(values)} values")
+                vertices.append(values[:3])
+                if len(values) == 6:
+                    colors.append(values[3:])
+            else:
+                indices = [_obj_index(tok, len(vertices)) for tok in parts[1:]]
+                if len(indices) < 3:
+                    raise ValueError(f"face with {len(indices)} vertices (at least 3 needed)")
+                flat.extend(indices)
+                counts.append(len(indices))
+        except ValueError as e:
+            raise ValueError(f"line {lineno}: {e}") from None
+    v = np.array(vertices, dtype=np.float32).reshape(-1, 3)
+    f = _fan(np.array(flat, dtype=np.int64), np.array(counts, dtype=np.int64))
+    c = np.array(colors, dtype=np.float32) if colors and len(colors) == len(vertices) else None
+    return v, f, c
+
+
+def _obj_index(token: str, num_vertices: int) -> int:
+    """0-based vertex index of a face token ``i``, ``i/t``, ``i//n`` or ``i/t/n`` (negative: relative)."""
+    i = int(token.split("/", 1)[0])
+    if i == 0:
+        raise ValueError("vertex index 0 in face (OBJ indices start at 1)")
+    return i - 1 if i > 0 else num_vertices + i
+
+
+def _write_obj(mesh: Mesh, fh: BinaryIO) -> None:
+    """``v x y z [r g b]`` (9 significant digits for positions, 6 for sRGB colours), ``f a b c`` 1-based."""
+    fh.write(b"# softras\n")
+    v = _numpy(mesh.vertices)
+    if mesh.vertex_colors is None:
+        np.savetxt(fh, v, fmt="v %.9g %.9g %.9g")
+    else:
+        np.savetxt(fh, np.hstack([v.astype(np.float64), _numpy(mesh.vertex_colors)]),
+                   fmt="v %.9g %.9g %.9g %.6g %.6g %.6g")
+    np.savetxt(fh, _numpy(mesh.faces) + 1, fmt="f %d %d %d")
+
+
+# ----------------------------------------------------------------------------------------------- PLY
+
+_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+              "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+              "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
+_PLY_FORMATS = {"ascii": None, "binary_little_endian": "<", "binary_big_endian": ">"}
+
+# A property: (name, value type, count type or None for a scalar); types are numpy codes like "u1".
+_Prop = tuple[str, str, str | None]
+# An element's data per property: a (N,) array for a scalar, (flat values, per-row counts) for a list.
+_Column = np.ndarray | tuple[np.ndarray, np.ndarray]
+
+
+def _read_ply(data: bytes) -> _Arrays:
+    """PLY (ascii, binary little or big endian): x, y, z, optional red, green, blue, faces from the
+    ``vertex_indices`` (or ``vertex_index``) list; other properties and elements are skipped."""
+    fmt, elements, body = _ply_header(data)
+    values = None if fmt is not None else np.array(body.split(), dtype=np.float64)
+    pos, parsed = 0, {}
+    for name, count, props in elements:
+        if fmt is None:
+            columns, pos = _ply_ascii_element(values, pos, count, props, name)
+        else:
+            columns, pos = _ply_binary_element(body, pos, count, props, fmt, name)
+        parsed.setdefault(name, {p[0]: col for p, col in zip(props, columns)})
+    vertex, face = parsed.get("vertex", {}), parsed.get("face", {})
+    if not all(k in vertex for k in "xyz"):
+        raise ValueError("vertex element with x, y, z properties missing")
+    v = np.stack([vertex[k] for k in "xyz"], axis=1).astype(np.float32)
+    c = None
+    if all(k in vertex for k in ("red", "green", "blue")):
+        c = np.stack([vertex[k] for k in ("red", "green", "blue")], axis=1)
+        c = (c / np.iinfo(c.dtype).max if c.dtype.kind in "iu" else c).astype(np.float32)
+    lists = [face[k] for k in ("vertex_indices", "vertex_index") if isinstance(face.get(k), tuple)]
+    f = _fan(*lists[0]) if lists else np.zeros((0, 3), dtype=np.int64)
+    return v, f, c
+
+
+def _ply_header(data: bytes) -> tuple[str | None, list[tuple[str, int, list[_Prop]]], bytes]:
+    """Parse the header: (byte order "<"/">" or None for ascii, [(element, count, properties)], body)."""
+    if not data.startswith(b"ply") or data[3:4] not in (b"\n", b"\r"):
+        raise ValueError("not a PLY file (missing 'ply' magic)")
+    end = data.find(b"end_header")
+    newline = data.find(b"\n", end)
+    if end < 0 or newline < 0:
+        raise ValueError("PLY header has no end_header line")
+    fmt, elements = "", []
+    for line in data[:end].decode("latin-1").splitlines()[1:]:
+        words = line.split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "format" and len(words) == 3 and words[1] in _PLY_FORMATS:
+            fmt = _PLY_FORMATS[words[1]]
+        elif words[0] == "element" and len(words) == 3 and words[2].isdigit():
+            elements.append((words[1], int(words[2]), []))
+        elif words[0] == "property" and elements and len(words) == (5 if words[1] == "list" else 3):
+            *types, prop = words[2:] if words[1] == "list" else words[1:]
+            if any(t not in _PLY_TYPES for t in types):
+                raise ValueError(f"unknown PLY property type in {line.strip()!r}")
+            count_type = _PLY_TYPES[types[0]] if len(types) == 2 else None
+            elements[-1][2].append((prop, _PLY_TYPES[types[-1]], count_type))
+        else:
+            raise ValueError(f"bad PLY header line {line.strip()!r}")
+    if fmt == "":
+        raise ValueError("PLY header has no valid format line")
+    return fmt, elements, data[newline + 1:]
+
+
+def _ply_ascii_element(values: np.ndarray, pos: int, count: int, props: list[_Prop],
+                       name: str) -> tuple[list[_Column], int]:
+    """Read ``count`` rows of an element from the ascii token ``values`` starting at token ``pos``."""
+    truncated = f"truncated PLY data in element {name!r}"
+    if count == 0:
+        return [_column([], dtype, count_type) for _, dtype, count_type in props], pos
+    # Fast path: every list has the length it has in the first row, so the rows form a table.
+    lengths, p = [], pos
+    for _, _, count_type in props:
+        if p >= len(values):
+            raise ValueError(truncated)
+        lengths.append(int(values[p]) if count_type else 0)
+        if lengths[-1] < 0:
+            raise ValueError(f"negative list length in element {name!r}")
+        p += 1 + lengths[-1]
+    width = p - pos
+    if pos + count * width <= len(values):
+        table = values[pos:pos + count * width].reshape(count, width)
+        columns, col = [], 0
+        for (_, dtype, count_type), n in zip(props, lengths):
+            if count_type is None:
+                columns.append(table[:, col].astype(dtype))
+            else:
+                columns.append((table[:, col + 1:col + 1 + n].reshape(-1).astype(dtype), table[:, col]))
+            col += 1 + n
+        if all(np.all(c[1] == n) for c, n in zip(columns, lengths) if isinstance(c, tuple)):
+            return columns, pos + count * width
+    # Slow path: ragged lists, row by row.
+    rows: list[list] = [[] for _ in props]
+    for _ in range(count):
+        for j, (_, _, count_type) in enumerate(props):
+            n = int(values[pos]) if count_type and pos < len(values) else 0
+            if n < 0 or pos + 1 + n > len(values):
+                raise ValueError(truncated)
+            rows[j].append(values[pos + 1:pos + 1 + n] if count_type else values[pos])
+            pos += 1 + n
+    return [_column(r, dtype, count_type) for r, (_, dtype, count_type) in zip(rows, props)], pos
+
+
+def _ply_binary_element(body: bytes, pos: int, count: int, props: list[_Prop], order: str,
+                        name: str) -> tuple[list[_Column], int]:
+    """Read ``count`` rows of an element from binary ``body`` at byte ``pos``; ``order`` is "<" or ">"."""
+    truncated = f"truncated PLY data in element {name!r}"
+    if count == 0:
+        return [_column([], dtype, count_type) for _, dtype, count_type in props], pos
+    # Fast path: every list has the length it has in the first row, so one structured dtype reads all rows.
+    fields, lengths, p = [], [], pos
+    for j, (_, dtype, count_type) in enumerate(props):
+        if count_type is None:
+            fields.append((f"p{j}", order + dtype))
+            lengths.append(0)
+        else:
+            if p + np.dtype(count_type).itemsize > len(body):
+                raise ValueError(truncated)
+            lengths.append(int(np.frombuffer(body, order + count_type, 1, p)[0]))
+            if lengths[-1] < 0:
+                raise ValueError(f"negative list length in element {name!r}")
+            fields += [(f"n{j}", order + count_type), (f"p{j}", order + dtype, (lengths[-1],))]
+        p = pos + np.dtype(fields).itemsize
+    row = np.dtype(fields)
+    if pos + count * row.itemsize <= len(body):
+        table = np.frombuffer(body, row, count, pos)
+        columns = [(table[f"p{j}"].reshape(-1), table[f"n{j}"]) if count_type else table[f"p{j}"]
+                   for j, (_, _, count_type) in enumerate(props)]
+        if all(np.all(c[1] == n) for c, n in zip(columns, lengths) if isinstance(c, tuple)):
+            return columns, pos + count * row.itemsize
+    # Slow path: ragged lists, row by row.
+    rows: list[list] = [[] for _ in props]
+    try:
+        for _ in range(count):
+            for j, (_, dtype, count_type) in enumerate(props):
+                n = 1
+                if count_type is not None:
+                    (n,) = struct.unpack_from(order + np.dtype(count_type).char, body, pos)
+                    if n < 0:
+                        raise ValueError(f"negative list length in element {name!r}")
+                    pos += np.dtype(count_type).itemsize
+                values = struct.unpack_from(f"{order}{n}{np.dtype(dtype).char}", body, pos)
+                rows[j].append(values if count_type else values[0])
+                pos += n * np.dtype(dtype).itemsize
+    except struct.error:
+        raise ValueError(truncated) from None
+    return [_column(r, dtype, count_type) for r, (_, dtype, count_type) in zip(rows, props)], pos
+
+
+def _column(rows: list, dtype: str, count_type: str | None) -> _Column:
+    """Per-row values of one property as a scalar array or (flat values, counts)."""
+    if count_type is None:
+        return np.array(rows, dtype=dtype)
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    flat = np.concatenate([np.asarray(r, dtype=dtype) for r in rows]) if rows else np.zeros(0, dtype)
+    return flat, counts
+
+
+def _write_ply(mesh: Mesh, fh: BinaryIO) -> None:
+    """Binary little-endian PLY: float x, y, z, uchar red, green, blue (sRGB), int vertex_indices."""
+    v = _numpy(mesh.vertices)
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if mesh.vertex_colors is not None:
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vertex = np.zeros(len(v), dtype=fields)
+    for j, k in enumerate("xyz"):
+        vertex[k] = v[:, j]
+    if mesh.vertex_colors is not None:
+        c = np.clip(np.round(_numpy(mesh.vertex_colors).astype(np.float64) * 255), 0, 255).astype(np.uint8)
+        for j, k in enumerate(("red", "green", "blue")):
+            vertex[k] = c[:, j]
+    face = np.zeros(mesh.num_faces, dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    face["n"] = 3
+    face["i"] = _numpy(mesh.faces)
+    header = ["ply", "format binary_little_endian 1.0", "comment softras", f"element vertex {len(v)}"]
+    header += [f"property {'float' if t == '<f4' else 'uchar'} {k}" for k, t in fields]
+    header += [f"element face {mesh.num_faces}", "property list uchar int vertex_indices", "end_header", ""]
+    fh.write("\n".join(header).encode("ascii"))
+    fh.write(vertex.tobytes())
+    fh.write(face.tobytes())
+
+
+# ----------------------------------------------------------------------------------------------- GLB
+
+_GLB_MAGIC, _GLB_JSON, _GLB_BIN = b"glTF", 0x4E4F534A, 0x004E4942
+_GLTF_COMPONENTS = {5120: "i1", 5121: "u1", 5122: "i2", 5123: "u2", 5125: "u4", 5126: "f4"}
+_GLTF_TYPES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_TRIANGLES = 4
+
+
+def _read_glb(data: bytes) -> _Arrays:
+    """All TRIANGLES primitives of all meshes, placed by their nodes' world transforms (when there are
+    nodes), merged into one mesh. Colours (COLOR_0, linear) are returned as sRGB; primitives without
+    COLOR_0 are white when others have it."""
+    gltf, binary = _glb_chunks(data)
+    parts = []
+    for mesh_index, world in _mesh_instances(gltf):
+        for prim in gltf["meshes"][mesh_index]["primitives"]:
+            parts.append(_primitive(gltf, binary, prim, world))
+    if not parts:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), None
+    offsets = np.cumsum([0] + [len(v) for v, _, _ in parts[:-1]])
+    vertices = np.concatenate([v for v, _, _ in parts])
+    faces = np.concatenate([f + o for (_, f, _), o in zip(parts, offsets)])
+    colors = None
+    if any(c is not None for _, _, c in parts):
+        colors = _linear_to_srgb(np.concatenate([np.ones_like(v) if c is None else c for v, _, c in parts]))
+    return vertices, faces, colors
+
+
+def _glb_chunks(data: bytes) -> tuple[dict, bytes]:
+    """The JSON document and the BIN chunk (b"" when absent) of a GLB file."""
+    if len(data) < 12 or data[:4] != _GLB_MAGIC:
+        raise ValueError("not a GLB file (bad magic)")
+    version, length = struct.unpack_from("<II", data, 4)
+    if version != 2:
+        raise ValueError(f"unsupported glTF version {version} (only 2 is supported)")
+    if length > len(data):
+        raise ValueError(f"truncated GLB: header says {length} bytes, file has {len(data)}")
+    chunks, pos = [], 12
+    while pos < length:
+        if pos + 8 > length:
+            raise ValueError("truncated GLB chunk header")
+        size, kind = struct.unpack_from("<II", data, pos)
+        if pos + 8 + size > length:
+            raise ValueError(f"truncated GLB chunk at byte {pos}: needs {size} bytes, {length - pos - 8} left")
+        chunks.append((kind, data[pos + 8:pos + 8 + size]))
+        pos += 8 + size + (-size % 4)
+    if not chunks or chunks[0][0] != _GLB_JSON:
+        raise ValueError("GLB has no JSON chunk first")
+    gltf = json.loads(chunks[0][1].rstrip(b" \x00"))
+    binary = next((chunk for kind, chunk in chunks[1:] if kind == _GLB_BIN), b"")
+    return gltf, binary
+
+
+def _mesh_instances(gltf: dict) -> list[tuple[int, np.ndarray]]:
+    """(mesh index, 4x4 world matrix) for every node with a mesh in the default scene; without scenes
+    the root nodes are used, without nodes every mesh with the identity."""
+    nodes = gltf.get("nodes", [])
+    if "scenes" in gltf:
+        roots = gltf["scenes"][gltf.get("scene", 0)].get("nodes", [])
+    elif nodes:
+        children = {c for node in nodes for c in node.get("children", [])}
+        roots = [i for i in range(len(nodes)) if i not in children]
+    else:
+        return [(i, np.eye(4)) for i in range(len(gltf.get("meshes", [])))]
+    instances: list[tuple[int, np.ndarray]] = []
+
+    def visit(index: int, parent: np.ndarray, ancestors: frozenset) -> None:
+        if index in ancestors:
+            raise ValueError(f"glTF node {index} is its own ancestor")
+        node = nodes[index]
+        world = parent @ _local_matrix(node)
+        if "mesh" in node:
+            instances.append((node["mesh"], world))
+        for child in node.get("children", []):
+            visit(child, world, ancestors | {index})
+
+    for root in roots:
+        visit(root, np.eye(4), frozenset())
+    return instances
+
+
+def _local_matrix(node: dict) -> np.ndarray:
+    """A node's 4x4 local transform from ``matrix`` (column-major) or translation, rotation (x, y, z, w
+    quaternion) and scale."""
+    if "matrix" in node:
+        return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
+    x, y, z, w = np.array(node.get("rotation", [0, 0, 0, 1]), dtype=np.float64)
+    n = x * x + y * y + z * z + w * w
+    s = 2.0 / n if n > 0 else 0.0
+    m = np.eye(4)
+    m[:3, :3] = [[1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+                 [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+                 [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)]]
+    m[:3, :3] *= np.array(node.get("scale", [1, 1, 1]), dtype=np.float64)
+    m[:3, 3] = node.get("translation", [0, 0, 0])
+    return m
+
+
+def _primitive(gltf: dict, binary: bytes, prim: dict, world: np.ndarray) -> _Arrays:
+    """One primitive: world-space positions (V, 3) float32, faces (F, 3) int64, linear colours or None."""
+    mode = prim.get("mode", _TRIANGLES)
+    if mode != _TRIANGLES:
+        raise ValueError(f"primitive mode {mode} is not TRIANGLES ({_TRIANGLES})")
+    attributes = prim["attributes"]
+    if "POSITION" not in attributes:
+        raise ValueError("primitive without POSITION")
+    local = _accessor(gltf, binary, attributes["POSITION"], {5126}, {3})
+    positions = (local.astype(np.float64) @ world[:3, :3].T + world[:3, 3]).astype(np.float32)
+    if "indices" in prim:
+        indices = _accessor(gltf, binary, prim["indices"], {5121, 5123, 5125}, {1}).reshape(-1)
+    else:
+        indices = np.arange(len(positions))
+    if len(indices) % 3:
+        raise ValueError(f"TRIANGLES primitive with {len(indices)} indices (not a multiple of 3)")
+    faces = indices.astype(np.int64).reshape(-1, 3)
+    if np.linalg.det(world[:3, :3]) < 0:  # a mirroring transform flips the winding
+        faces = faces[:, [0, 2, 1]]
+    colors = None
+    if "COLOR_0" in attributes:
+        raw = _accessor(gltf, binary, attributes["COLOR_0"], {5121, 5123, 5126}, {3, 4})[:, :3]
+        colors = raw / np.iinfo(raw.dtype).max if raw.dtype.kind == "u" else raw.astype(np.float64)
+        if len(colors) != len(positions):
+            raise ValueError("COLOR_0 and POSITION counts differ")
+    return positions, faces, colors
+
+
+def _accessor(gltf: dict, binary: bytes, index: int, components: set[int], sizes: set[int]) -> np.ndarray:
+    """Accessor ``index`` as a (count, size) array of its component type, honouring byte offsets and
+    strides; its componentType must be in ``components`` and its number of components in ``sizes``."""
+    acc = gltf["accessors"][index]
+    kind, size, count = acc["componentType"], _GLTF_TYPES[acc["type"]], acc["count"]
+    if kind not in components or size not in sizes:
+        raise ValueError(f"accessor {index}: unsupported componentType {kind} / type {acc['type']}")
+    if "sparse" in acc or "bufferView" not in acc:
+        raise ValueError(f"accessor {index}: sparse or bufferView-less accessors are not supported")
+    view = gltf["bufferViews"][acc["bufferView"]]
+    if "uri" in gltf["buffers"][view["buffer"]]:
+        raise ValueError(f"accessor {index}: external buffers are not supported")
+    dtype = np.dtype(_GLTF_COMPONENTS[kind]).newbyteorder("<")
+    element = dtype.itemsize * size
+    stride = view.get("byteStride") or element
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    end = start + (stride * (count - 1) + element if count else 0)
+    if end > view.get("byteOffset", 0) + view["byteLength"] or end > len(binary):
+        raise ValueError(f"accessor {index} reaches past the end of its buffer (truncated BIN chunk?)")
+    return np.ndarray((count, size), dtype, buffer=binary, offset=start, strides=(stride, dtype.itemsize)).copy()
+
+
+def _write_glb(mesh: Mesh, fh: BinaryIO) -> None:
+    """One mesh, one TRIANGLES primitive: POSITION (float VEC3), COLOR_0 (linear float VEC3) when the mesh
+    has colours, uint32 indices; one node in one scene."""
+    if mesh.num_vertices == 0 or mesh.num_faces == 0:
+        raise ValueError("cannot write a mesh without vertices or faces as GLB")
+    positions = np.ascontiguousarray(_numpy(mesh.vertices), dtype="<f4")
+    arrays = [(positions, "VEC3", 34962)]
+    if mesh.vertex_colors is not None:
+        arrays.append((_srgb_to_linear(_numpy(mesh.vertex_colors)).astype("<f4"), "VEC3", 34962))
+    arrays.append((_numpy(mesh.faces).astype("<u4").reshape(-1), "SCALAR", 34963))
+    views, accessors, offset = [], [], 0
+    for i, (array, kind, target) in enumerate(arrays):
+        views.append({"buffer": 0, "byteOffset": offset, "byteLength": array.nbytes, "target": target})
+        accessors.append({"bufferView": i, "componentType": 5126 if array.dtype.kind == "f" else 5125,
+                          "count": len(array), "type": kind})
+        offset += array.nbytes  # float32 / uint32 data keeps every view 4-byte aligned
+    accessors[0].update(min=positions.min(0).tolist(), max=positions.max(0).tolist())
+    attributes = {"POSITION": 0, **({"COLOR_0": 1} if mesh.vertex_colors is not None else {})}
+    gltf = {"asset": {"version": "2.0", "generator": "softras"}, "scene": 0, "scenes": [{"nodes": [0]}],
+            "nodes": [{"mesh": 0}],
+            "meshes": [{"primitives": [{"attributes": attributes, "indices": len(arrays) - 1, "mode": _TRIANGLES}]}],
+            "buffers": [{"byteLength": offset}], "bufferViews": views, "accessors": accessors}
+    text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    fh.write(struct.pack("<4sII", _GLB_MAGIC, 2, 12 + 8 + len(text) + 8 + offset))
+    fh.write(struct.pack("<II", len(text), _GLB_JSON) + text)
+    fh.write(struct.pack("<II", offset, _GLB_BIN))
+    for array, _, _ in arrays:
+        fh.write(array.tobytes())
+
+
+_FORMATS = {".obj": (_read_obj, _write_obj), ".ply": (_read_ply, _write_ply), ".glb": (_read_glb, _write_glb)}
