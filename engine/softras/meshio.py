@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +20,8 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from softras.colorspace import linear_to_srgb, srgb_to_linear
+from softras.fileio import atomic_write
 from softras.mesh import Mesh
 
 __all__ = ["read_mesh", "write_mesh"]
@@ -51,35 +52,11 @@ def read_mesh(path: str | os.PathLike) -> Mesh:
 def write_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     """Write ``mesh`` to an .obj, .ply or .glb file atomically and return the path.
 
-    The file is written to a temporary file in the same directory, synced and renamed onto ``path``, so
-    ``path`` holds either its previous content or the complete new file. An existing file keeps its
-    permission bits; a new one gets 0o644. Raises FileNotFoundError when the directory is missing and
-    PermissionError when it is not writable.
+    See :func:`softras.fileio.atomic_write`: ``path`` holds either its previous content or the complete new
+    file. Raises FileNotFoundError when the directory is missing and PermissionError when it is not writable.
     """
-    path = Path(path)
-    writer = _codec(path)[1]
-    directory = path.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
-    mode = (path.stat().st_mode & 0o7777) if path.exists() else 0o644
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except PermissionError as e:
-        raise PermissionError(f"cannot write {path}: directory {directory} is not writable") from e
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(mesh, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    writer = _codec(Path(path))[1]
+    return atomic_write(path, lambda fh: writer(mesh, fh))
 
 
 def _codec(path: Path) -> tuple[Callable[[bytes], _Arrays], Callable[[Mesh, BinaryIO], None]]:
@@ -111,18 +88,6 @@ def _fan(flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
     first = starts[poly]
     flat = flat.astype(np.int64)
     return np.stack([flat[first], flat[first + k], flat[first + k + 1]], axis=1)
-
-
-def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 sRGB decoding; input clipped to [0, 1]."""
-    c = np.clip(c.astype(np.float64), 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 sRGB encoding; input clipped to [0, 1]."""
-    c = np.clip(c.astype(np.float64), 0.0, 1.0)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
 
 
 # ----------------------------------------------------------------------------------------------- OBJ
@@ -386,7 +351,7 @@ def _read_glb(data: bytes) -> _Arrays:
     faces = np.concatenate([f + o for (_, f, _), o in zip(parts, offsets)])
     colors = None
     if any(c is not None for _, _, c in parts):
-        colors = _linear_to_srgb(np.concatenate([np.ones_like(v) if c is None else c for v, _, c in parts]))
+        colors = linear_to_srgb(np.concatenate([np.ones_like(v) if c is None else c for v, _, c in parts]))
     return vertices, faces, colors
 
 
@@ -518,7 +483,7 @@ def _write_glb(mesh: Mesh, fh: BinaryIO) -> None:
     positions = np.ascontiguousarray(_numpy(mesh.vertices), dtype="<f4")
     arrays = [(positions, "VEC3", 34962)]
     if mesh.vertex_colors is not None:
-        arrays.append((_srgb_to_linear(_numpy(mesh.vertex_colors)).astype("<f4"), "VEC3", 34962))
+        arrays.append((srgb_to_linear(_numpy(mesh.vertex_colors)).astype("<f4"), "VEC3", 34962))
     arrays.append((_numpy(mesh.faces).astype("<u4").reshape(-1), "SCALAR", 34963))
     views, accessors, offset = [], [], 0
     for i, (array, kind, target) in enumerate(arrays):
