@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -197,15 +196,3 @@ def format_table(results: list[BenchResult]) -> str:
             f"{num(r.dense_ms, '.1f'):>11}{num(r.dense_peak_mb, '.0f'):>9}{'-' if r.speedup is None else f'{r.speedup:.0f}x':>10}"
         )
     return "\n".join(rows)
-
-
-def to_json(results: list[BenchResult], device: torch.device) -> str:
-    return json.dumps(
-        {
-            "device": str(device),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "results": [dict(asdict(r), speedup=r.speedup) for r in results],
-        },
-        indent=2,
-    )

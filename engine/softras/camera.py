@@ -132,6 +132,11 @@ class Camera:
         eye = torch.stack([d * torch.cos(e) * torch.sin(a), d * torch.sin(e), -d * torch.cos(e) * torch.cos(a)], dim=-1)
         return cls.look_at(eye, fov=fov, aspect=aspect)
 
+    @staticmethod
+    def cat(cameras: "list[Camera]") -> "Camera":
+        """Concatenate batches of cameras."""
+        return Camera(*(torch.cat([getattr(c, f) for c in cameras]) for f in ("eye", "at", "up", "fov", "aspect", "shift")))
+
     # ------------------------------------------------------------------ geometry
     @property
     def batch_size(self) -> int:

@@ -97,38 +97,35 @@ def _bin_faces(
 
 def _pair_geometry(
     per_face: torch.Tensor, face: torch.Tensor, column: torch.Tensor, row: torch.Tensor, settings: RasterSettings
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Soft coverage of each enumerated pair.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft coverage of (face, pixel) pairs.
 
     Args:
         per_face: (N, 19) per face: vertices uv (6), edges (6), inverse squared edge lengths (3), depths (3),
-            inverse twice-area (1). face, column, row: (P,) int64 from :func:`_bin_faces`.
+            inverse twice-area (1). face, column, row: (P,) int64 pairs.
     Returns:
-        idx: (K,) indices of the kept pairs; logit (K,), bary (K, 3), depth (K,) as in :class:`Fragments`.
+        keep (P,) bool: the pair is inside the face or within the cull radius, and nearer than ``far``;
+        logit (P,), bary (P, 3), depth (P,) as in :class:`Fragments`.
     """
     h, w = settings.height_width
-    g = per_face[face]
-    v_uv, v_edge = g[:, 0:6].view(-1, 3, 2), g[:, 6:12].view(-1, 3, 2)
-    v_inv_len2, v_z, v_inv_area = g[:, 12:15], g[:, 15:18], g[:, 18]
+    v_uv, v_edge, v_inv_len2, v_z, v_inv_area = per_face[face].split([6, 6, 3, 3, 1], dim=1)
+    v_uv, v_edge = v_uv.view(-1, 3, 2), v_edge.view(-1, 3, 2)
     dtype = per_face.dtype
     px = torch.stack([(2 * column.to(dtype) + 1 - w) / h, 1 - (2 * row.to(dtype) + 1) / h], dim=-1)  # (P, 2)
     q = px[:, None, :] - v_uv  # (P, 3, 2) from each vertex to the pixel centre
     t = ((q * v_edge).sum(-1) * v_inv_len2).clamp(0, 1)
     d2 = (q - t[..., None] * v_edge).square().sum(-1).amin(1)  # squared distance to the boundary
     cross = v_edge[..., 0] * q[..., 1] - v_edge[..., 1] * q[..., 0]  # (P, 3), edge i vs pixel
-    bary_screen = cross.roll(-1, dims=1) * v_inv_area[:, None]  # weight of vertex i is opposite edge i + 1
+    bary_screen = cross.roll(-1, dims=1) * v_inv_area  # weight of vertex i is opposite edge i + 1
     inside = (bary_screen >= 0).all(1)
-
     clamped = bary_screen.clamp(min=0)
-    clamped = clamped / clamped.sum(1, keepdim=True)
-    inv_z = (clamped / v_z).sum(1)
-    z_pixel = 1.0 / inv_z
+    persp = clamped / (clamped.sum(1, keepdim=True) * v_z)
+    inv_z = persp.sum(1, keepdim=True)
+    z_pixel = 1.0 / inv_z.squeeze(1)
     keep = (inside | (d2 <= settings.cull_radius**2)) & (z_pixel <= settings.far)
-    idx = keep.nonzero().squeeze(1)
-    logit = torch.where(inside, d2, -d2)[idx] / settings.sigma
-    bary = (clamped / v_z)[idx] / inv_z[idx, None]
-    depth = (settings.far - z_pixel[idx]) / (settings.far - settings.near)
-    return idx, logit, bary, depth
+    logit = torch.where(inside, d2, -d2) / settings.sigma
+    depth = (settings.far - z_pixel) / (settings.far - settings.near)
+    return keep, logit, persp / inv_z, depth
 
 
 def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: RasterSettings) -> Fragments:
@@ -158,11 +155,13 @@ def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: Rast
     # Per-face quantities, gathered once per pair.
     inv_len2 = 1.0 / (edge * edge).sum(-1).clamp(min=1e-30)
     per_face = torch.cat([uv.flatten(1), edge.flatten(1), inv_len2, z, (1.0 / twice_area)[:, None]], dim=1)
+    with torch.no_grad():
+        keep = _pair_geometry(per_face, face, column, row, settings)[0]
+        face, column, row = face[keep], column[keep], row[keep]
     if face.shape[0] > settings.recompute_above:
         geometry = checkpoint(_pair_geometry, per_face, face, column, row, settings, use_reentrant=False)
     else:
         geometry = _pair_geometry(per_face, face, column, row, settings)
-    idx, logit, bary, depth = geometry
-    face_k = face[idx]
-    pixel = (face_k // f) * (h * w) + row[idx] * w + column[idx]
-    return Fragments(pixel, face_k, logit, bary, depth, b, h, w, f)
+    _, logit, bary, depth = geometry
+    pixel = (face // f) * (h * w) + row * w + column
+    return Fragments(pixel, face, logit, bary, depth, b, h, w, f)

@@ -1,0 +1,201 @@
+"""Training data: shapes with voxels, cached RGBA views, and batches of two views per object.
+
+A *views file* (``.npz``) holds renders of a shapes file in the project camera convention:
+
+- ``images`` uint8 (N, V, S, S, 4): straight sRGB colour and alpha, row 0 at the top;
+- ``elevations``, ``azimuths`` float32 (V,), degrees; ``distance``, ``fov`` scalars;
+- ``model_index`` int64 (N,) into the shapes file; ``category``, ``model_id``, ``split`` ('train' / 'val') str (N,).
+
+Cycles renders come from ``python -m softras_blender.training_views``; :func:`render_views` makes the same file
+with the engine's own rasterizer (no Blender needed: tests, quick experiments, evaluation without Cycles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from softras.camera import Camera
+from softras.fileio import atomic_write
+from softras.mesh import Mesh
+from softras.raster import RasterSettings, render_rgba
+
+__all__ = ["Shapes", "ViewSet", "TwoViewBatch", "sample_two_views", "render_views", "split_by_model", "save_views"]
+
+
+@dataclass
+class Shapes:
+    """The contents of a shapes file (see ``shared/data/README.md``), numpy arrays as stored."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    face_colors: np.ndarray
+    vert_offsets: np.ndarray
+    face_offsets: np.ndarray
+    voxels_shell: np.ndarray
+    category: np.ndarray
+    model_id: np.ndarray
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Shapes":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"shapes file not found: {path}")
+        try:
+            with np.load(path) as z:
+                return cls(**{k: z[k] for k in cls.__dataclass_fields__})
+        except (KeyError, ValueError, OSError) as e:
+            raise ValueError(f"{path}: not a shapes file ({e})") from None
+
+    def __len__(self) -> int:
+        return len(self.category)
+
+    def mesh(self, i: int) -> tuple[Mesh, torch.Tensor]:
+        """Model i as a Mesh (object frame) and its per-face sRGB colours (F, 3) float32 in [0, 1]."""
+        v = self.vertices[self.vert_offsets[i] : self.vert_offsets[i + 1]]
+        f = self.faces[self.face_offsets[i] : self.face_offsets[i + 1]]
+        c = self.face_colors[self.face_offsets[i] : self.face_offsets[i + 1]]
+        return Mesh(torch.from_numpy(v.copy()), torch.from_numpy(f.astype(np.int64))), torch.from_numpy(c.astype(np.float32) / 255)
+
+
+def split_by_model(category: np.ndarray, model_id: np.ndarray, val_fraction: float = 0.1) -> np.ndarray:
+    """Deterministic train/val split by model, stratified per category.
+
+    Within each category the models are ordered by ``sha256(model_id)`` (hex digest; ties broken by index) and
+    the first ``round(val_fraction * n)`` become ``'val'``; when ``val_fraction > 0`` every category with
+    ``n >= 5`` models gets at least one and at most ``n - 1`` val models. The assignment of a model depends only
+    on its category's member list, not on the order of the source file or on which models are rendered.
+
+    Args:
+        category, model_id: str (N,) arrays of the source npz.
+        val_fraction: fraction of each category's models to hold out, in [0, 1).
+    Returns:
+        str (N,) array of ``'train'`` / ``'val'``.
+    """
+    category, model_id = np.asarray(category).astype(str), np.asarray(model_id).astype(str)
+    if category.shape != model_id.shape or category.ndim != 1:
+        raise ValueError("category and model_id must be 1-D arrays of the same length")
+    if not (0.0 <= val_fraction < 1.0):
+        raise ValueError("val_fraction must lie in [0, 1)")
+    split = np.full(len(category), "train", dtype="<U5")
+    for cat in np.unique(category):
+        idx = np.flatnonzero(category == cat)
+        keys = [hashlib.sha256(model_id[i].encode()).hexdigest() for i in idx]
+        order = idx[np.lexsort((idx, np.array(keys)))]  # ties (duplicate ids) broken by index
+        n = len(idx)
+        n_val = int(round(val_fraction * n))
+        if val_fraction > 0 and n >= 5:
+            n_val = min(max(n_val, 1), n - 1)
+        split[order[:n_val]] = "val"
+    return split
+
+
+def save_views(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """Write a views file atomically (compressed npz)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
+
+
+def _lit_face_colors(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """Face colours under a plain light (ambient 0.7 + key light from above-front), two-sided; (F, 3)."""
+    tri = vertices[faces]
+    n = torch.nn.functional.normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=-1)
+    n = n * torch.sign((n * (eye - tri.mean(1))).sum(-1, keepdim=True) + 1e-12)  # face the camera
+    light = torch.nn.functional.normalize(torch.tensor([0.4, 1.0, -0.6]), dim=0)
+    return (colors * (0.7 + 0.3 * (n @ light).clamp(min=0))[:, None]).clamp(0, 1)
+
+
+def render_views(
+    shapes: Shapes, indices: list[int] | np.ndarray, elevations: list[float], azimuths: list[float], size: int = 64,
+    distance: float = 2.732, fov: float = 30.0,
+) -> np.ndarray:
+    """Render views of shapes with the engine's rasterizer (nearly hard edges, plain lighting).
+
+    ``elevations`` and ``azimuths`` (degrees) give one camera per view, both of length V.
+    Returns uint8 (len(indices), V, size, size, 4).
+    """
+    el, az = np.asarray(elevations, np.float32), np.asarray(azimuths, np.float32)
+    if el.shape != az.shape or el.ndim != 1:
+        raise ValueError("elevations and azimuths must be 1-d and of equal length")
+    settings = RasterSettings(size, sigma=1e-7 * (64 / size) ** 2, gamma=1e-5)
+    out = np.zeros((len(indices), el.size, size, size, 4), dtype=np.uint8)
+    for n, i in enumerate(indices):
+        mesh, colors = shapes.mesh(int(i))
+        for k, (e, a) in enumerate(zip(el, az)):
+            cam = Camera.from_angles(distance, float(e), float(a), fov=fov)
+            lit = _lit_face_colors(mesh.vertices, mesh.faces, colors, cam.eye[0])
+            with torch.no_grad():
+                rgba = render_rgba(mesh.vertices, mesh.faces, cam, settings, face_colors=lit)[0]
+            out[n, k] = np.round(rgba.numpy() * 255).astype(np.uint8)
+    return out
+
+
+class ViewSet:
+    """The views of one split, in memory as uint8; cameras per view."""
+
+    def __init__(self, path: str | os.PathLike, split: str | None = "train") -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"views file not found: {path} (render it with `python -m softras_blender.training_views`)")
+        with np.load(path) as z:
+            keep = np.ones(len(z["split"]), bool) if split is None else z["split"] == split
+            if not keep.any():
+                raise ValueError(f"{path}: no models in split {split!r}")
+            self.images = torch.from_numpy(z["images"][keep])  # (N, V, S, S, 4) uint8
+            self.elevations = torch.from_numpy(z["elevations"].astype(np.float32))
+            self.azimuths = torch.from_numpy(z["azimuths"].astype(np.float32))
+            self.model_index = z["model_index"][keep]
+            self.category = z["category"][keep]
+            self.model_id = z["model_id"][keep]
+            self.distance = float(z["distance"])
+            self.fov = float(z["fov"])
+
+    @property
+    def num_models(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_views(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[2]
+
+    def cameras(self, views: torch.Tensor) -> Camera:
+        """Cameras of view indices (B,) int64."""
+        return Camera.from_angles(self.distance, self.elevations[views], self.azimuths[views], fov=self.fov)
+
+    def images_chw(self, models: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """(B, 4, S, S) float32 in [0, 1] for model and view indices (B,)."""
+        return self.images[models, views].permute(0, 3, 1, 2).float() / 255
+
+
+@dataclass
+class TwoViewBatch:
+    """Two views of each of B objects: ``images_a`` feed the generator, both views supervise it."""
+
+    images_a: torch.Tensor  # (B, 4, S, S) float32
+    images_b: torch.Tensor
+    cameras_a: Camera
+    cameras_b: Camera
+    models: torch.Tensor  # (B,) int64 into the view set
+
+    def to(self, device: torch.device) -> "TwoViewBatch":
+        return TwoViewBatch(self.images_a.to(device), self.images_b.to(device), self.cameras_a.to(device),
+                            self.cameras_b.to(device), self.models.to(device))
+
+
+def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator) -> TwoViewBatch:
+    """Random objects, each with two distinct random views; deterministic given the generator's state."""
+    models = torch.randint(views.num_models, (batch_size,), generator=generator)
+    va = torch.randint(views.num_views, (batch_size,), generator=generator)
+    vb = (va + torch.randint(1, views.num_views, (batch_size,), generator=generator)) % views.num_views
+    return TwoViewBatch(views.images_chw(models, va), views.images_chw(models, vb), views.cameras(va), views.cameras(vb), models)

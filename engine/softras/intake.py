@@ -1,0 +1,328 @@
+"""Turn a user's picture into the generator's input: a centred, square, straight-sRGB RGBA tensor.
+
+The generator was trained on ``size`` x ``size`` RGBA renders (``cache/views_e30.npz``): transparent background
+(alpha = silhouette), straight (non-premultiplied) sRGB colour, colour 0 outside the object, the object centred
+with its bounding box's longer side about 3/4 of the frame. :func:`load_image`, :func:`prepare_image` and
+:func:`prepare_array` bring any picture into that form:
+
+1. Foreground, in this order: a user mask if one is given (it overrides the image's own alpha), else the
+   image's alpha channel if it is not fully opaque, else a plain background estimated from a border strip.
+2. Crop: the foreground's bounding box, made square around its centre (outside the image: transparent),
+   scaled so that its longer side is ``fill * size`` and placed like the training renders.
+3. Resampling with antialiasing on premultiplied colour, un-premultiplied at the end (no dark or white fringes).
+
+Large pictures are never held as full-resolution floats: JPEGs are decoded reduced (``Image.draft``), the
+foreground is found on a copy at most ``analysis_size`` pixels long, the crop is resampled in 8 bits to
+``oversample * size`` pixels per side, and only that is converted to float.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+__all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_mask", "prepare_image", "prepare_array"]
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    """How a picture is turned into generator input.
+
+    Measured on ``cache/views_e30.npz`` (419 models x 24 views, 64 px; alpha > 0.5 bounding boxes): median
+    longest side / 64 = 0.766 (quartiles 0.69 and 0.81); median bounding-box centre offset from the frame centre
+    dx = 0.0 px, dy = +1.5 px = 0.023 of the side (slightly below the centre; median distance 2.1 px). ``fill``
+    and ``offset`` default to those medians.
+    """
+
+    size: int = 64
+    """Output side S in pixels."""
+    fill: float = 0.766
+    """Longer side of the foreground bounding box as a fraction of the output side, in (0, 1]."""
+    offset: tuple[float, float] = (0.0, 0.023)
+    """(dx, dy): where the bounding-box centre lands relative to the output centre, as fractions of the output
+    side (y down)."""
+    analysis_size: int = 512
+    """Longest side of the reduced copy on which the foreground and its bounding box are found."""
+    oversample: int = 4
+    """The crop is resampled to ``oversample * size`` pixels per side in 8 bits before the final float resize."""
+    border: float = 0.03
+    """Width of the border strip that samples the background, as a fraction of the shorter side (>= 2 px)."""
+    background_tolerance: float = 0.1
+    """Least RGB distance (Euclidean, sRGB in [0, 1]) from the background colour that counts as foreground."""
+    border_outliers: float = 0.3
+    """Largest fraction of border-strip pixels that may differ from the background colour (object touching the
+    edge); above it the background is not plain enough to estimate."""
+    min_component: float = 0.05
+    """Foreground components smaller than this fraction of the largest one are dropped as specks."""
+    max_hole: float = 0.05
+    """Enclosed background holes smaller than this fraction of the foreground area are filled."""
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.analysis_size < 2 or self.oversample < 1 or not 0 < self.fill <= 1:
+            raise ValueError(f"invalid intake settings: {self}")
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The generator input and where it came from.
+
+    ``rgba``: (4, S, S) float32 in [0, 1], straight sRGB colour (0 where alpha is 0), alpha = foreground;
+    ``mask``: (S, S) float32, a copy of the alpha channel; ``crop_box``: (left, top, right, bottom) of the square
+    crop in original-image pixels (after EXIF orientation; may extend beyond the image, padded transparent);
+    ``foreground_source``: 'alpha', 'mask' or 'border'; ``original_size``: (W, H) after EXIF orientation.
+    """
+
+    rgba: torch.Tensor
+    mask: torch.Tensor
+    crop_box: tuple[int, int, int, int]
+    foreground_source: str
+    original_size: tuple[int, int]
+
+
+def load_image(
+    path: str | os.PathLike, mask_path: str | os.PathLike | None = None, settings: IntakeSettings = IntakeSettings()
+) -> IntakeResult:
+    """Read any Pillow-readable picture (PNG, JPEG, WebP, TIFF, BMP, ...; 8/16-bit, palette, grey, CMYK) and
+    prepare it (see :func:`prepare_image`). ``mask_path``: a mask file of the same size as the oriented image
+    (its alpha if it has a non-opaque one, else its luminance; > 0.5 is foreground).
+
+    Raises FileNotFoundError for a missing file and ValueError for empty, unreadable or unusable pictures.
+    """
+    path = Path(path)
+    image, full = _open(path, settings.analysis_size)
+    mask = None if mask_path is None else _open(Path(mask_path))[0]
+    reopen = (lambda long_side: _open(path, long_side)[0]) if image.size != full else None
+    return _prepare(image, full, mask, settings, str(path), reopen)
+
+
+def prepare_image(
+    image: Image.Image, mask: Image.Image | None = None, settings: IntakeSettings = IntakeSettings()
+) -> IntakeResult:
+    """Prepare an in-memory Pillow image (any mode; EXIF orientation applied) and optional mask (any mode, same
+    size; alpha if non-opaque, else luminance, > 0.5 is foreground)."""
+    mask = None if mask is None else ImageOps.exif_transpose(mask)
+    image = ImageOps.exif_transpose(image)
+    return _prepare(image, image.size, mask, settings, "the image")
+
+
+def prepare_array(
+    rgba: np.ndarray, mask: np.ndarray | None = None, settings: IntakeSettings = IntakeSettings()
+) -> IntakeResult:
+    """Prepare an (H, W, 4) or (H, W, 3) array of straight sRGB colour, row 0 at the top: float in [0, 1] or
+    uint8. ``mask``: (H, W) float in [0, 1], uint8 or bool. Values are quantised to 8 bits like the training
+    renders. (Blender's ``Image.pixels`` has row 0 at the bottom: flip it first.)"""
+    rgba = np.asarray(rgba)
+    if rgba.ndim != 3 or rgba.shape[2] not in (3, 4):
+        raise ValueError(f"expected an (H, W, 3) or (H, W, 4) array, got shape {rgba.shape}")
+    _check_size(rgba.shape[1], rgba.shape[0], "the array")
+    image, mask = Image.fromarray(_to_uint8(rgba)), None if mask is None else Image.fromarray(_to_uint8(mask))
+    return _prepare(image, image.size, mask, settings, "the array")
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """uint8 as is, bool as 0/255, float in [0, 1] (clipped) rounded to 0..255."""
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    if a.dtype.kind != "f":
+        raise ValueError(f"expected a float, uint8 or bool array, got {a.dtype}")
+    return np.rint(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _check_size(width: int, height: int, name: str) -> None:
+    if min(width, height) < 2:
+        raise ValueError(f"{name} is too small ({width}x{height}); need at least 2x2 pixels")
+
+
+def _open(path: Path, long_side: float | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``path`` with EXIF orientation applied; a JPEG is decoded reduced (1/2, 1/4, 1/8) as long as its
+    longest side stays >= ``long_side``. Returns the image and the full oriented size (W, H)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such image file: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"empty file: {path}")
+    try:
+        with Image.open(path) as image:
+            full = image.size
+            if long_side and long_side < max(full):  # only JPEG (and MPO) decoders can reduce; others ignore it
+                k = long_side / max(full)
+                image.draft(None, (math.ceil(full[0] * k), math.ceil(full[1] * k)))
+            if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
+                full = full[::-1]
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+    return image, full
+
+
+def _to_rgba8(image: Image.Image) -> Image.Image:
+    """A new 8-bit RGBA copy of any image; 16/32-bit and float grey (modes I;16, I, F) are rescaled to 8 bits."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;"):
+        a = np.asarray(image)
+        if a.dtype.kind == "f":
+            a = np.rint(a * 255) if a.max() <= 1 else a
+        elif a.max() > 255:
+            a = a >> 8
+        image = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    return image.convert("RGBA")
+
+
+def _mask_channel(mask: Image.Image) -> Image.Image:
+    """The 'L' foreground of a mask image: its alpha channel where it has a non-trivial one, else its luminance."""
+    mask = _to_rgba8(mask)
+    return mask.getchannel("A") if mask.getextrema()[3][0] < 255 else mask.convert("L")
+
+
+def load_mask(path: str | os.PathLike) -> torch.Tensor:
+    """A silhouette mask file at full resolution: (H, W) float32, 1 where the alpha (or, without a non-trivial
+    alpha, the luminance) exceeds 0.5, row 0 at the top. EXIF orientation is applied."""
+    path = Path(path)
+    image, _ = _open(path)
+    _check_size(image.width, image.height, str(path))
+    return torch.from_numpy(np.asarray(_binary(_mask_channel(image)), dtype=np.float32) / 255)
+
+
+def _binary(image: Image.Image) -> Image.Image:
+    """Threshold an 'L' image at 0.5: 0 or 255."""
+    return image.point(lambda v: 255 if v > 127 else 0)
+
+
+def _crop_box(
+    foreground: Image.Image, frame: tuple[int, int, int, int], settings: IntakeSettings, why_empty: str, name: str
+) -> tuple[int, int, int, int]:
+    """Square crop (left, top, right, bottom) in original pixels around the > 0.5 bounding box of the 'L'
+    ``foreground``, which covers ``frame`` of the original: the box's longer side becomes ``fill * size``
+    output pixels and its centre lands ``offset`` (fractions of the output side) from the output's centre."""
+    bbox = _binary(foreground).getbbox()
+    if bbox is None:
+        raise ValueError(f"no foreground found in {name}: {why_empty}")
+    sx, sy = (frame[2] - frame[0]) / foreground.width, (frame[3] - frame[1]) / foreground.height
+    left, right = frame[0] + bbox[0] * sx, frame[0] + bbox[2] * sx
+    top, bottom = frame[1] + bbox[1] * sy, frame[1] + bbox[3] * sy
+    side = max(right - left, bottom - top) / settings.fill
+    x0 = round((left + right - side) / 2 - settings.offset[0] * side)
+    y0 = round((top + bottom - side) / 2 - settings.offset[1] * side)
+    return x0, y0, x0 + max(1, round(side)), y0 + max(1, round(side))
+
+
+def _prepare(
+    image: Image.Image,
+    full: tuple[int, int],
+    mask: Image.Image | None,
+    settings: IntakeSettings,
+    name: str,
+    reopen: Callable[[float], Image.Image] | None = None,
+) -> IntakeResult:
+    """Core of the intake. ``image`` is the oriented picture, possibly decoded reduced from ``full`` (W, H);
+    ``reopen(long_side)`` decodes it again with at least that longest side (reduced JPEGs only)."""
+    width, height = full
+    _check_size(width, height, name)
+    rgba = _to_rgba8(image)
+    background = None
+    if mask is not None:
+        if mask.size != full:
+            raise ValueError(f"mask size {mask.width}x{mask.height} differs from image size {width}x{height}")
+        foreground = _mask_channel(mask)
+        source, empty = "mask", "the mask is empty"
+        if _binary(foreground).point(lambda v: 255 - v).getbbox() is None:
+            raise ValueError(f"mask covers the whole image: it marks no background in {name}")
+    elif rgba.getextrema()[3][0] < 255:
+        foreground, source, empty = rgba.getchannel("A"), "alpha", "the alpha channel is fully transparent"
+    else:
+        foreground, background = _border_foreground(rgba, None, settings, name)
+        source, empty = "border", "the image looks uniform"
+    frame = (0, 0, width, height)  # the part of the original that `foreground` covers
+    crop_box = _crop_box(foreground, frame, settings, empty, name)
+
+    work = settings.oversample * settings.size  # the crop is resampled to work x work in 8 bits first
+    n = crop_box[2] - crop_box[0]
+    if reopen is not None and rgba.width < min(width, work * width / n):
+        rgba = _to_rgba8(reopen(min(max(full), work * max(full) / n)))
+    r = rgba.width / width
+    if background is not None and foreground.width * n < work * width:
+        # The object is small in a large picture: find it again, finer, on the crop region.
+        frame = (max(0, crop_box[0]), max(0, crop_box[1]), min(width, crop_box[2]), min(height, crop_box[3]))
+        foreground = _border_foreground(rgba.crop(tuple(round(v * r) for v in frame)), background, settings, name)[0]
+        crop_box = _crop_box(foreground, frame, settings, empty, name)
+    if source != "alpha":  # put the foreground into the alpha channel at the working resolution
+        box = tuple(round(v * r) for v in frame)
+        alpha = Image.new("L", rgba.size)
+        alpha.paste(foreground.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.BILINEAR), box[:2])
+        rgba.putalpha(_binary(alpha) if source == "border" else alpha)
+    x0, y0, side = round(crop_box[0] * r), round(crop_box[1] * r), max(1, round((crop_box[2] - crop_box[0]) * r))
+    # Pillow pads outside the image with (0, 0, 0, 0) and resamples RGBA premultiplied.
+    crop = rgba.crop((x0, y0, x0 + side, y0 + side)).resize((work, work), Image.Resampling.BILINEAR)
+
+    x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255).permute(2, 0, 1)
+    x = torch.cat([x[:3] * x[3:], x[3:]])  # premultiply
+    y = F.interpolate(x[None], size=(settings.size,) * 2, mode="bilinear", antialias=True, align_corners=False)[0]
+    alpha = y[3].clamp(0, 1)
+    alpha = torch.where(alpha < 1 / 1024, 0.0, alpha)
+    rgb = torch.where(alpha > 0, y[:3] / alpha.clamp_min(1e-6), 0.0).clamp(0, 1)
+    return IntakeResult(torch.cat([rgb, alpha[None]]).contiguous(), alpha.clone(), crop_box, source, (width, height))
+
+
+def _border_foreground(
+    rgba: Image.Image, background: np.ndarray | None, settings: IntakeSettings, name: str
+) -> tuple[Image.Image, np.ndarray]:
+    """Foreground of an opaque picture on a plain background: an 'L' image (0 or 255) at most
+    ``settings.analysis_size`` pixels long, and the background colour (3,) sRGB in [0, 1]: ``background`` if
+    given, else the median of a border strip (which must be mostly that colour)."""
+    w, h = rgba.size
+    k = min(1.0, settings.analysis_size / max(w, h))
+    small = rgba.convert("RGB")
+    if k < 1:
+        small = small.resize((max(2, round(w * k)), max(2, round(h * k))), Image.Resampling.BOX)
+    x = np.asarray(small, dtype=np.float32) / 255  # (h, w, 3) sRGB
+    if background is None:
+        b = max(2, round(settings.border * min(x.shape[:2])))
+        strip = np.concatenate([x[:b], x[-b:], x[:, :b].swapaxes(0, 1), x[:, -b:].swapaxes(0, 1)], 1).reshape(-1, 3)
+        background = np.median(strip, axis=0)
+        outliers = float(np.mean(np.linalg.norm(strip - background, axis=1) > settings.background_tolerance))
+        if outliers > settings.border_outliers:
+            raise ValueError(
+                f"cannot estimate a plain background for {name}: {outliers:.0%} of the border differs from its "
+                "median colour; give a mask or an image with transparency"
+            )
+    fg = np.linalg.norm(x - background, axis=2) > settings.background_tolerance
+    if not fg.any():
+        raise ValueError(f"no foreground found in {name}: the image looks uniform")
+    closed = Image.fromarray(fg).convert("L").filter(ImageFilter.MaxFilter(3)).filter(ImageFilter.MinFilter(3))
+    fg = np.asarray(closed) > 127
+    labels = _label(fg)  # drop specks
+    ids, counts = np.unique(labels[fg], return_counts=True)
+    fg &= np.isin(labels, ids[counts >= settings.min_component * counts.max()])
+    labels = _label(~fg)  # fill small enclosed holes
+    ids, counts = np.unique(labels[~fg], return_counts=True)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    holes = ids[(counts < settings.max_hole * fg.sum()) & ~np.isin(ids, edge)]
+    return Image.fromarray((fg | np.isin(labels, holes)).astype(np.uint8) * 255), background
+
+
+def _label(m: np.ndarray) -> np.ndarray:
+    """4-connected components of a boolean (h, w) array: int64 labels (each component's smallest flat index;
+    ``m.size`` off the mask), by vectorised union-find (hook roots onto smaller roots, then compress paths)."""
+    h, w = m.shape
+    ids = np.arange(m.size).reshape(h, w)
+    right, down = ids[:, :-1][m[:, :-1] & m[:, 1:]], ids[:-1][m[:-1] & m[1:]]
+    a, b = np.concatenate([right, down]), np.concatenate([right + 1, down + w])
+    parent = ids.ravel().copy()
+    while True:
+        pa, pb = parent[a], parent[b]
+        differ = pa != pb
+        if not differ.any():
+            return np.where(m, parent.reshape(h, w), m.size)
+        np.minimum.at(parent, np.maximum(pa, pb)[differ], np.minimum(pa, pb)[differ])
+        while not np.array_equal(up := parent[parent], parent):
+            parent = up

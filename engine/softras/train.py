@@ -1,0 +1,213 @@
+"""Training the generator: two views per object per step, soft silhouette IoU + regularisers + colour.
+
+Run ``softras train --config configs/generator.toml``; single process on CPU or CUDA, or several with
+``torchrun --nproc-per-node N -m softras.cli train ...`` (DistributedDataParallel; gloo on CPU, NCCL on CUDA).
+Checkpoints are written atomically to ``<out_dir>/checkpoint.pt`` and training resumes from them: the batch of
+step ``s`` depends only on ``(seed, s, rank)``, so an interrupted run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from softras.camera import Camera
+from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
+from softras.evaluate import evaluate, format_report
+from softras.fileio import atomic_write
+from softras.losses import FlattenLoss, LaplacianLoss, soft_iou_loss
+from softras.model import Generator, GeneratorConfig, save_weights
+from softras.progress import ProgressLine
+from softras.raster import RasterSettings, rasterize, shade, soft_blend, soft_silhouette
+
+__all__ = ["TrainConfig", "train", "training_losses"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; paths are relative to the working directory."""
+
+    views: str
+    shapes: str
+    out_dir: str = "runs/generator"
+    export: str | None = None  # weights file (half precision) written at every validation and at the end
+    steps: int = 10000
+    batch_size: int = 64  # objects per step over all processes; each contributes two views
+    lr: float = 1e-4
+    sigma: float = 3e-5
+    gamma: float = 1e-4
+    laplacian_weight: float = 0.01
+    flatten_weight: float = 0.001
+    color_weight: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 200
+    validate_every: int = 1000
+    validate_views: int = 2
+    device: str = "auto"
+    bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: {e}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        raw = dict(raw)
+        model = GeneratorConfig.from_dict(raw.pop("model", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        cfg = cls(**raw, model=model)
+        if cfg.batch_size < 1 or cfg.steps < 0 or cfg.lr <= 0 or cfg.sigma <= 0 or cfg.gamma <= 0:
+            raise ValueError("batch_size must be >= 1, steps >= 0, and lr, sigma, gamma positive")
+        return cfg
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def training_losses(
+    model: torch.nn.Module, faces: torch.Tensor, batch: TwoViewBatch, settings: RasterSettings,
+    laplacian: LaplacianLoss, flatten: FlattenLoss, cfg: TrainConfig,
+) -> dict[str, torch.Tensor]:
+    """Losses of one batch: the mesh predicted from view a is rendered from views a and b.
+
+    Silhouette IoU trains the shape; the colour term (L1 over the target's foreground) trains the colours only:
+    it sees the fragments detached from the vertices, so shading noise never pulls on the geometry.
+    """
+    with torch.autocast(batch.images_a.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        vertices, colors = model(batch.images_a)
+    vertices, colors = vertices.float(), colors.float()
+    cameras = Camera.cat([batch.cameras_a, batch.cameras_b])
+    fragments = rasterize(cameras.project(torch.cat([vertices, vertices])), faces, settings)
+    alpha = soft_silhouette(fragments)
+    detached = dataclasses.replace(fragments, logit=fragments.logit.detach(), bary=fragments.bary.detach(), depth=fragments.depth.detach())
+    rgb = soft_blend(detached, shade(detached, faces, vertex_colors=torch.cat([colors, colors])), settings)[..., :3]
+    target = torch.cat([batch.images_a, batch.images_b])
+    t_alpha, t_rgb = target[:, 3], target[:, :3].permute(0, 2, 3, 1)
+    losses = {
+        "iou": soft_iou_loss(alpha, t_alpha),
+        "laplacian": laplacian(vertices),
+        "flatten": flatten(vertices),
+        "color": ((rgb - t_rgb).abs().mean(-1) * t_alpha).sum() / t_alpha.sum().clamp(min=1.0),
+    }
+    losses["total"] = (losses["iou"] + cfg.laplacian_weight * losses["laplacian"] + cfg.flatten_weight * losses["flatten"]
+                       + cfg.color_weight * losses["color"])
+    return losses
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return device
+
+
+def _save_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    buffer = io.BytesIO()
+    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.as_dict()}, buffer)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
+
+
+def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"]["model"] != asdict(cfg.model):
+        raise ValueError(f"{path}: checkpoint was trained with another model config; use a new out_dir")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """Train (or resume) until ``cfg.steps`` or ``max_minutes``; returns the checkpoint path."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(cfg.device, local_rank)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "checkpoint.pt"
+
+    torch.manual_seed(cfg.seed)
+    model = Generator(cfg.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = _load_checkpoint(checkpoint, model, optimizer, cfg) if checkpoint.exists() else 0
+    if step and rank == 0:
+        log(f"resuming from {checkpoint} at step {step}")
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+
+    train_views = ViewSet(cfg.views, "train")
+    if train_views.image_size != cfg.model.image_size:
+        raise ValueError(f"views are {train_views.image_size} px but the model expects {cfg.model.image_size} px")
+    faces = model.faces
+    settings = RasterSettings(cfg.model.image_size, sigma=cfg.sigma, gamma=cfg.gamma)
+    laplacian = LaplacianLoss(faces.cpu(), model.shape_decoder.sign.shape[0]).to(device)
+    flatten = FlattenLoss(faces.cpu()).to(device)
+    progress = ProgressLine(cfg.steps, "steps", start=step) if rank == 0 else None
+    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+    history = out_dir / "log.jsonl"
+
+    while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
+        generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 4099 + rank)
+        batch = sample_two_views(train_views, cfg.batch_size // world, generator).to(device)
+        losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimizer.step()
+        step += 1
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if rank == 0:
+            progress.update(step, f"loss {values['total']:.4f}  iou {1 - values['iou']:.3f}  color {values['color']:.3f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _save_checkpoint(checkpoint, model, optimizer, step, cfg)
+                with open(history, "a") as fh:
+                    fh.write(json.dumps({"step": step, **values}) + "\n")
+            if cfg.validate_every and step % cfg.validate_every == 0:
+                _validate_and_export(model, cfg, step, log)
+    if rank == 0:
+        _save_checkpoint(checkpoint, model, optimizer, step, cfg)
+        if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
+            _validate_and_export(model, cfg, step, log)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return checkpoint
+
+
+def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, log: Callable[[str], None]) -> None:
+    report = evaluate(model, ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes), views_per_model=cfg.validate_views)
+    log(f"validation at step {step}:\n{format_report(report)}")
+    with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")
+    if cfg.export:
+        device = next(model.parameters()).device
+        save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "train_config": cfg.as_dict(),
+                                                  "device": str(device), "torch": torch.__version__})

@@ -1,0 +1,1 @@
+"""SoftRas Blender extension."""

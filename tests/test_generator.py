@@ -1,0 +1,141 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from softras.data import Shapes, ViewSet, sample_two_views
+from softras.evaluate import evaluate
+from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
+from softras.train import TrainConfig, train
+
+from conftest import TINY_MODEL
+
+
+def tiny_config(tiny_data, out_dir: Path, **overrides) -> TrainConfig:
+    shapes, views = tiny_data
+    raw = dict(views=str(views), shapes=str(shapes), out_dir=str(out_dir), steps=4, batch_size=4, lr=1e-3,
+               sigma=1e-4, checkpoint_every=2, validate_every=0, device="cpu", model=TINY_MODEL)
+    raw.update(overrides)
+    return TrainConfig.from_dict(raw)
+
+
+def test_generator_output_shapes_and_unit_box():
+    model = Generator(GeneratorConfig(**TINY_MODEL))
+    vertices, colors = model(torch.rand(3, 4, 32, 32))
+    assert vertices.shape == (3, 42, 3) and colors.shape == (3, 42, 3)
+    assert vertices.abs().max() < 0.5 and colors.min() >= 0 and colors.max() <= 1
+    with pytest.raises(ValueError, match="images"):
+        model(torch.rand(3, 3, 32, 32))
+
+
+def test_paper_architecture_sizes():
+    model = Generator()
+    assert model.shape_decoder.sign.shape == (642, 3) and model.faces.shape == (1280, 3)
+    convs = [m for m in model.encoder.conv if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256] and all(c.kernel_size == (5, 5) and c.stride == (2, 2) for c in convs)
+    assert [m.out_features for m in model.encoder.fc if isinstance(m, torch.nn.Linear)] == [1024, 1024, 512]
+
+
+def test_colors_come_from_the_image():
+    model = Generator(GeneratorConfig(**TINY_MODEL))
+    image = torch.zeros(1, 4, 32, 32)
+    image[:, 0] = 1.0  # pure red foreground
+    image[:, 3, 8:24, 8:24] = 1.0
+    _, colors = model(image)
+    assert torch.allclose(colors, torch.tensor([1.0, 0.0, 0.0]).expand_as(colors), atol=1e-4)
+
+
+def test_tiny_training_lowers_the_loss(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path, steps=40, checkpoint_every=10)
+    train(cfg, log=lambda m: None)
+    history = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [10, 20, 30, 40]
+    # the loss logged at step 10 vs the loss of the trained model on the same fixed batch
+    views = ViewSet(cfg.views, "train")
+    batch = sample_two_views(views, 8, torch.Generator().manual_seed(123))
+    from softras.losses import FlattenLoss, LaplacianLoss
+    from softras.raster import RasterSettings
+    from softras.train import training_losses
+
+    def loss_of(model: Generator) -> float:
+        model.eval()
+        s = RasterSettings(32, sigma=cfg.sigma)
+        with torch.no_grad():
+            return float(training_losses(model, model.faces, batch, s, LaplacianLoss(model.faces, 42), FlattenLoss(model.faces), cfg)["iou"])
+
+    torch.manual_seed(cfg.seed)
+    untrained = Generator(cfg.model)
+    trained = Generator(cfg.model)
+    trained.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
+    assert loss_of(trained) < loss_of(untrained) - 0.05
+
+
+def test_resume_reproduces_the_next_steps_exactly(tiny_data, tmp_path):
+    straight = tiny_config(tiny_data, tmp_path / "a", steps=4)
+    train(straight, log=lambda m: None)
+    interrupted = tiny_config(tiny_data, tmp_path / "b", steps=2)
+    train(interrupted, log=lambda m: None)
+    interrupted.steps = 4
+    train(interrupted, log=lambda m: None)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_weights_round_trip_and_bad_files(tmp_path):
+    model = Generator(GeneratorConfig(**TINY_MODEL)).eval()
+    path = save_weights(model, tmp_path / "w.pt", metadata={"step": 3})
+    loaded, meta = load_weights(path)
+    assert meta == {"step": 3}
+    x = torch.rand(2, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x)[0], loaded(x)[0], atol=2e-3)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_weights(tmp_path / "missing.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a torch file at all")
+    with pytest.raises(WeightsError, match="not a readable weights file"):
+        load_weights(tmp_path / "garbage.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="not a readable weights file"):
+        load_weights(truncated)
+    torch.save({"hello": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not a softras generator"):
+        load_weights(tmp_path / "other.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["shape_decoder.centroid.weight"] = torch.zeros(5, 5)
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(WeightsError, match="wrong shape"):
+        load_weights(tmp_path / "mismatch.pt")
+
+
+def test_evaluate_reports_every_category(tiny_data):
+    shapes_path, views_path = tiny_data
+    model = Generator(GeneratorConfig(**TINY_MODEL))
+    report = evaluate(model, ViewSet(views_path, None), Shapes.load(shapes_path), views_per_model=2)
+    assert set(report.voxel_iou) == {"box", "ball"} and report.models == {"box": 4, "ball": 2}
+    assert all(0 <= v <= 1 for v in report.voxel_iou.values())
+
+
+def test_distributed_training_with_two_gloo_processes(tiny_data, tmp_path):
+    shapes, views = tiny_data
+    config = tmp_path / "tiny.toml"
+    model_lines = "\n".join(f"{k} = {list(v) if isinstance(v, tuple) else v}" for k, v in TINY_MODEL.items())
+    config.write_text(
+        f'views = "{views}"\nshapes = "{shapes}"\nout_dir = "{tmp_path / "run"}"\nsteps = 3\nbatch_size = 4\n'
+        f'sigma = 1e-4\ncheckpoint_every = 3\nvalidate_every = 0\ndevice = "cpu"\n\n[model]\n{model_lines}\n'
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "softras.cli", "train", "--config", str(config)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3
