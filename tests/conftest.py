@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,17 @@ import torch
 from softras.data import Shapes, render_views, save_views
 from softras.mesh import icosphere
 from softras.voxelize import voxelize
+
+SHARED_SHAPES = Path(__file__).resolve().parents[2] / "shared" / "data" / "shapes_train.npz"  # ../shared beside the clone
+
+
+@pytest.fixture(autouse=True, scope="session")
+def single_thread():
+    """Tests use tiny tensors: one intra-op thread is as fast, reproducible, and never stalls on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _box(sx: float, sy: float, sz: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from softras import Camera
 from softras_blender import render as R
 from softras_blender import training_views as TV
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import SHARED_SHAPES
 
 SIZE = 64
 
@@ -139,10 +139,7 @@ def test_training_views_synthetic(tmp_path):
 
 
 def _real_data() -> Path | None:
-    for p in (REPO / "shared" / "data" / "shapes_train.npz", REPO.parent / "shared" / "data" / "shapes_train.npz"):
-        if p.exists():
-            return p
-    return None
+    return SHARED_SHAPES if SHARED_SHAPES.exists() else None
 
 
 def test_training_views_limit2(tmp_path):

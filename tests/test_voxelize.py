@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,17 +11,8 @@ from softras.mesh import icosphere
 from softras.voxelize import (surface_voxels, unpack_voxels, voxel_iou, voxelize, winding_number,
                               winding_number_grid)
 
-DATA = Path("/work/shared/data/shapes_train.npz")
+from conftest import SHARED_SHAPES as DATA
 R = 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These grids are tiny; on a shared 2-core machine intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def cube(h: float, centre=(0.0, 0.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:

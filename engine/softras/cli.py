@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,13 +49,145 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
     from softras import bench
 
     device = torch.device(args.device)
-    cases = [c for c in bench.default_cases() if args.mode in ("both", c.mode)]
     log = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    results = bench.run(cases, device, args.dense_budget_mb, progress=log)
-    print(bench.to_json(results, device) if args.json else bench.format_table(results))
+    report: dict = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if args.suite in ("raster", "all"):
+        cases = [c for c in bench.default_cases() if args.mode in ("both", c.mode)]
+        results = bench.run(cases, device, args.dense_budget_mb, progress=log)
+        report["raster"] = [dict(asdict(r), speedup=r.speedup) for r in results]
+        if not args.json:
+            print(bench.format_table(results), flush=True)
+    if args.suite in ("pipeline", "all"):
+        from softras.bench_pipeline import format_pipeline, run_pipeline
+
+        pipeline = run_pipeline(progress=log)
+        report["pipeline"] = [asdict(r) for r in pipeline]
+        if not args.json:
+            print(("\n" if args.suite == "all" else "") + format_pipeline(pipeline))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from softras.train import TrainConfig, train
+
+    cfg = TrainConfig.from_toml(args.config)
+    if args.steps is not None:
+        cfg.steps = args.steps
+    if args.device is not None:
+        cfg.device = args.device
+    print(train(cfg, max_minutes=args.max_minutes))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from softras.data import Shapes, ViewSet, render_views, save_views, split_by_model
+    from softras.evaluate import evaluate, format_report
+    from softras.model import load_weights
+
+    model, _ = load_weights(args.weights, map_location=args.device)
+    shapes = Shapes.load(args.data)
+    split = None if args.split == "all" else args.split
+    if args.views:
+        views = ViewSet(args.views, split)
+    else:
+        import tempfile
+
+        chosen = np.flatnonzero(split_by_model(shapes.category, shapes.model_id) == split) if split else np.arange(len(shapes))
+        azimuths = np.arange(0, 360, 15, dtype=np.float32)
+        log = (lambda m: print(m, file=sys.stderr, flush=True))
+        log(f"rendering {len(chosen)} models x {len(azimuths)} views with the engine's rasterizer ...")
+        images = render_views(shapes, chosen, np.full_like(azimuths, 30.0), azimuths, size=model.cfg.image_size)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_views(Path(tmp) / "views.npz", images=images, elevations=np.full_like(azimuths, 30.0), azimuths=azimuths,
+                              model_index=chosen, category=shapes.category[chosen], model_id=shapes.model_id[chosen],
+                              split=np.full(len(chosen), split or "all"), distance=np.float32(2.732), fov=np.float32(30.0))
+            views = ViewSet(path, None)
+    report = evaluate(model.to(args.device), views, shapes, views_per_model=args.views_per_model)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+MESH_FORMATS = ("obj", "ply", "glb")
+
+
+def _writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create output directory {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"output directory {path} is not writable")
+    return path
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from softras.intake import IntakeSettings, load_image
+    from softras.meshio import write_mesh
+    from softras.progress import ProgressLine
+    from softras.reconstruct import Reconstructor
+
+    if args.mask and len(args.images) != 1:
+        raise ValueError("--mask applies to a single image; give one IMAGE with it")
+    out_dir = _writable_dir(Path(args.output))
+    reconstructor = Reconstructor(args.weights, device=args.device)
+    intake_settings = IntakeSettings(size=reconstructor.image_size)
+    progress = ProgressLine(len(args.images), "images")
+    failures = 0
+    for n, image in enumerate(args.images, 1):
+        start = time.perf_counter()
+        target = out_dir / f"{Path(image).stem}.{args.format}"
+        record = {"input": image, "output": str(target), "status": "ok", "error": None}
+        try:
+            intake = load_image(image, args.mask, intake_settings)
+            result = reconstructor.reconstruct_intake(intake, refine_steps=args.refine)
+            write_mesh(result.mesh, target)
+            if result.iou_before is not None:
+                record.update(iou_before=round(result.iou_before, 4), iou_after=round(result.iou_after, 4))
+        except (ValueError, OSError) as e:
+            failures += 1
+            record.update(output=None, status="error", error=str(e))
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        print(json.dumps(record), flush=True)
+        progress.update(n, f"{failures} failed" if failures else "")
+    return 1 if failures else 0
+
+
+def _cmd_refine(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from softras.camera import Camera
+    from softras.intake import load_mask
+    from softras.mesh import Mesh
+    from softras.meshio import read_mesh, write_mesh
+    from softras.refine import RefineSettings, refine
+
+    n = len(args.masks)
+    azimuths = args.azimuth if args.azimuth is not None else list(np.arange(n) * 360.0 / n)
+    elevations = args.elevation if args.elevation is not None else [30.0]
+    if len(azimuths) != n or len(elevations) not in (1, n):
+        raise ValueError(f"give one --azimuth per mask ({n}) and one --elevation per mask or a single one")
+    mesh = read_mesh(args.mesh)
+    masks = torch.stack([load_mask(m) for m in args.masks])
+    cameras = Camera.from_angles(args.distance, torch.tensor(elevations * (n if len(elevations) == 1 else 1)),
+                                 torch.tensor(azimuths), fov=args.fov)
+    result = refine(mesh.vertices, mesh.faces, masks, cameras, RefineSettings(steps=args.steps))
+    write_mesh(Mesh(result.vertices, mesh.faces, mesh.vertex_colors), args.output)
+    print(f"IoU before {result.iou_before:.4f}  after {result.iou_after:.4f}  ({result.steps_run} steps) -> {args.output}")
     return 0
 
 
@@ -78,9 +211,50 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time the rasterizer against a dense reference")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    bench.add_argument("--mode", choices=("silhouette", "rgba", "both"), default="both")
-    bench.add_argument("--dense-budget-mb", type=float, default=6000, help="largest dense-reference case to run")
+    bench.add_argument("--suite", choices=("raster", "pipeline", "all"), default="all",
+                       help="raster: rasterizer vs dense reference; pipeline: training step, reconstruction, refinement")
+    bench.add_argument("--mode", choices=("silhouette", "rgba", "both"), default="both", help="raster suite only")
+    bench.add_argument("--dense-budget-mb", type=float, default=3000,
+                       help="run the dense reference only where its estimated peak memory is below this (MB)")
     bench.set_defaults(func=_cmd_bench)
+
+    rec = sub.add_parser("reconstruct", help="reconstruct a coloured mesh from each image")
+    rec.add_argument("images", nargs="+", metavar="IMAGE", help="input images (PNG, JPEG, WebP, TIFF, BMP)")
+    rec.add_argument("-o", "--output", required=True, help="output directory; meshes are named after the images")
+    rec.add_argument("--mask", help="foreground mask for a single IMAGE (white = object)")
+    rec.add_argument("--refine", type=int, default=0, metavar="STEPS", help="refine each mesh to its image's silhouette")
+    rec.add_argument("--format", choices=MESH_FORMATS, default="obj")
+    rec.add_argument("--weights", help="generator weights (default: the shipped models/softras_generator.pt)")
+    rec.add_argument("--device", default="cpu", help="cpu or cuda")
+    rec.set_defaults(func=_cmd_reconstruct)
+
+    ref = sub.add_parser("refine", help="fit a mesh to silhouette masks seen from known cameras")
+    ref.add_argument("mesh", help="input mesh (.obj, .ply or .glb), object frame Y-up")
+    ref.add_argument("masks", nargs="+", metavar="MASK", help="mask images (white or opaque = object)")
+    ref.add_argument("-o", "--output", required=True, help="output mesh (.obj, .ply or .glb)")
+    ref.add_argument("--azimuth", type=float, nargs="+", help="degrees, one per mask (default: evenly spaced)")
+    ref.add_argument("--elevation", type=float, nargs="+", help="degrees, one per mask or one for all (default 30)")
+    ref.add_argument("--distance", type=_positive_float, default=2.732)
+    ref.add_argument("--fov", type=float, default=30.0, help="full vertical field of view, degrees")
+    ref.add_argument("--steps", type=int, default=200)
+    ref.set_defaults(func=_cmd_refine)
+
+    train = sub.add_parser("train", help="train the generator (resumes from the run's checkpoint)")
+    train.add_argument("--config", required=True, help="TOML training config, e.g. configs/generator.toml")
+    train.add_argument("--steps", type=_positive_int, help="override the total number of steps")
+    train.add_argument("--max-minutes", type=_positive_float, help="stop (with a checkpoint) after this many minutes")
+    train.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="voxel IoU per category of a generator on a shapes file")
+    ev.add_argument("--weights", required=True, help="generator weights, e.g. models/softras_generator.pt")
+    ev.add_argument("--data", required=True, help="shapes file (.npz) with meshes and voxels_shell")
+    ev.add_argument("--views", help="views file rendered from --data (default: render with the engine's rasterizer)")
+    ev.add_argument("--split", choices=("val", "train", "all"), default="val")
+    ev.add_argument("--views-per-model", type=_positive_int, default=4)
+    ev.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 
@@ -88,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except (ValueError, OSError) as e:  # ValueError includes WeightsError
         print(f"softras {args.command}: error: {e}", file=sys.stderr)
         return 2
 

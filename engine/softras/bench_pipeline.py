@@ -1,0 +1,125 @@
+"""``softras bench --suite pipeline``: the product's end-to-end timings.
+
+- one generator training step (batch 64 objects, two views each, forward + backward + Adam), paper-sized model;
+- weights loading, and one reconstruction of a prepared 64x64 image with the weights loaded;
+- ``softras reconstruct`` on one 1024x1024 JPEG photo, image intake included, model load excluded;
+- ``softras.refine`` with 200 steps at 64x64 on the 642-vertex template against one mask.
+
+Inputs are synthetic (random images, a rendered box silhouette), so the benchmark needs no data files.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from softras.camera import Camera
+from softras.data import TwoViewBatch
+from softras.intake import load_image
+from softras.losses import FlattenLoss, LaplacianLoss
+from softras.mesh import icosphere
+from softras.model import Generator, save_weights
+from softras.raster import RasterSettings, render_silhouette
+from softras.reconstruct import Reconstructor
+from softras.refine import RefineSettings, refine
+from softras.train import TrainConfig, training_losses
+
+__all__ = ["PipelineResult", "run_pipeline", "format_pipeline"]
+
+
+@dataclass
+class PipelineResult:
+    name: str
+    median_ms: float
+    target_ms: float | None
+    repeats: int
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def _photo(path: Path, size: int = 1024) -> Path:
+    """A 'product photo': a shaded red blob on a light grey background with mild noise, saved as JPEG."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size] / size
+    inside = ((xx - 0.5) / 0.3) ** 2 + ((yy - 0.55) / 0.35) ** 2 <= 1
+    img = np.full((size, size, 3), 235.0) + rng.normal(0, 2, (size, size, 3))
+    img[inside] = np.array([190.0, 40, 40]) * (0.7 + 0.3 * (1 - yy[inside, None]))
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=92)
+    return path
+
+
+def _box_mask() -> tuple[torch.Tensor, Camera]:
+    box = icosphere(2, 0.35)
+    box.vertices = box.vertices.sign() * box.vertices.abs().pow(0.5) * torch.tensor([0.5, 0.3, 0.35])
+    camera = Camera.from_angles(elevation=30.0, azimuth=40.0)
+    return (render_silhouette(box.vertices, box.faces, camera, RasterSettings(64)) > 0.5).float(), camera
+
+
+def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list[PipelineResult]:
+    say = progress or (lambda msg: None)
+    results = []
+    torch.manual_seed(0)
+    model = Generator()
+    cfg = TrainConfig(views="", shapes="")
+    settings = RasterSettings(64, sigma=cfg.sigma, gamma=cfg.gamma)
+    laplacian, flatten = LaplacianLoss(model.faces, 642), FlattenLoss(model.faces)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(128, 4, 64, 64, generator=g) > 0.5).float()
+    batch = TwoViewBatch(images[:64], images[64:], Camera.from_angles(azimuth=torch.arange(64) * 15.0),
+                         Camera.from_angles(azimuth=torch.arange(64) * 15.0 + 90), torch.arange(64))
+
+    def train_step() -> None:
+        losses = training_losses(model, model.faces, batch, settings, laplacian, flatten, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimizer.step()
+
+    say("training step ...")
+    results.append(PipelineResult("train step (batch 64 x 2 views)", _median_ms(train_step, max(3, repeats // 2)), 2000, max(3, repeats // 2)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = save_weights(model.eval(), Path(tmp) / "w.pt")
+        say("weights load ...")
+        results.append(PipelineResult("load weights", _median_ms(lambda: Reconstructor(weights), repeats), 1000, repeats))
+        reconstructor = Reconstructor(weights)
+        image = torch.rand(1, 4, 64, 64, generator=g)
+        say("reconstruction ...")
+        results.append(PipelineResult("reconstruct 64x64 input", _median_ms(lambda: reconstructor.predict(image), repeats * 4), 50, repeats * 4))
+        photo = _photo(Path(tmp) / "photo.jpg")
+
+        def photo_to_mesh() -> None:
+            reconstructor.reconstruct_intake(load_image(photo))
+
+        say("photo ...")
+        results.append(PipelineResult("reconstruct 1024x1024 JPEG (intake incl.)", _median_ms(photo_to_mesh, repeats), 300, repeats))
+
+    mask, camera = _box_mask()
+    sphere = icosphere(3, 0.3)
+    say("refine ...")
+    run_refine = lambda: refine(sphere.vertices, sphere.faces, mask, camera, RefineSettings(steps=200))  # noqa: E731
+    results.append(PipelineResult("refine 200 steps, 64x64, 642 vertices", _median_ms(run_refine, max(2, repeats // 2)), 3000, max(2, repeats // 2)))
+    return results
+
+
+def format_pipeline(results: list[PipelineResult]) -> str:
+    rows = [f"{'task':<46}{'median ms':>11}{'target ms':>11}", "-" * 68]
+    for r in results:
+        rows.append(f"{r.name:<46}{r.median_ms:>11.1f}{'-' if r.target_ms is None else f'< {r.target_ms:.0f}':>11}")
+    return "\n".join(rows)

@@ -1,0 +1,104 @@
+"""Single-image reconstruction with a trained generator: the engine's main Python API."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from softras.intake import IntakeResult
+from softras.mesh import Mesh
+from softras.model import load_weights
+from softras.refine import ProgressCallback, RefineSettings, StopCallback, refine_to_image
+
+__all__ = ["Reconstructor", "Reconstruction", "default_weights_path", "WEIGHTS_FILENAME"]
+
+WEIGHTS_FILENAME = "softras_generator.pt"
+
+
+def default_weights_path() -> Path:
+    """The shipped weights: ``$SOFTRAS_WEIGHTS`` if set, else ``models/softras_generator.pt`` beside the package
+    (the repository root in a checkout, the extension folder in the Blender extension)."""
+    env = os.environ.get("SOFTRAS_WEIGHTS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    candidates = [parent / "models" / WEIGHTS_FILENAME for parent in here.parents[:2]]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+@dataclass
+class Reconstruction:
+    """One reconstructed mesh (object frame, sRGB vertex colours) and, when refined, its silhouette IoU against
+    the input's mask before and after refinement."""
+
+    mesh: Mesh
+    iou_before: float | None = None
+    iou_after: float | None = None
+
+
+class Reconstructor:
+    """Loads a generator once and turns batches of RGBA images into coloured meshes in the object frame.
+
+    Args:
+        weights: a weights file from ``softras train``; default :func:`default_weights_path`.
+        device: torch device for inference.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> None:
+        self.weights = Path(weights) if weights is not None else default_weights_path()
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available")
+        self.model, self.metadata = load_weights(self.weights, map_location=self.device)
+        self.model.to(self.device)
+
+    @property
+    def image_size(self) -> int:
+        return self.model.cfg.image_size
+
+    @property
+    def faces(self) -> torch.Tensor:
+        """(F, 3) int64 template faces shared by every output."""
+        return self.model.faces.cpu()
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images: (B, 4, S, S) float32 RGBA in [0, 1] (straight sRGB, alpha = foreground), S = ``image_size``.
+
+        Returns ``(vertices (B, V, 3), colors (B, V, 3))`` float32 on the CPU; vertices in the object frame (Y-up,
+        inside [-0.5, 0.5]^3), colours sRGB in [0, 1].
+        """
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError("images must be finite")
+        vertices, colors = self.model(images.to(self.device, torch.float32))
+        return vertices.cpu(), colors.cpu()
+
+    def reconstruct(self, images: torch.Tensor) -> list[Mesh]:
+        """Like :meth:`predict`, as one :class:`~softras.mesh.Mesh` (with vertex colours) per image."""
+        vertices, colors = self.predict(images)
+        faces = self.faces
+        return [Mesh(v, faces, c) for v, c in zip(vertices, colors)]
+
+    def reconstruct_intake(
+        self,
+        intake: IntakeResult,
+        refine_steps: int = 0,
+        callback: ProgressCallback | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> Reconstruction:
+        """Reconstruct one prepared image (see :mod:`softras.intake`); with ``refine_steps > 0`` also fit the mesh
+        to the image's own mask, estimating the viewpoint (the generator predicts in the object frame)."""
+        if intake.rgba.shape[-1] != self.image_size:
+            raise ValueError(f"the image was prepared at {intake.rgba.shape[-1]} px but the generator expects {self.image_size} px")
+        vertices, colors = self.predict(intake.rgba[None])
+        mesh = Mesh(vertices[0], self.faces, colors[0])
+        if refine_steps <= 0:
+            return Reconstruction(mesh)
+        result = refine_to_image(mesh.vertices, mesh.faces, intake.mask, settings=RefineSettings(steps=refine_steps),
+                                 callback=callback, should_stop=should_stop)
+        return Reconstruction(Mesh(result.vertices, mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after)
