@@ -46,13 +46,14 @@ import numpy as np
 from mathutils import Matrix
 from PIL import Image
 
+from softras.colorspace import srgb_to_linear
+from softras_blender.convert import y_up_to_z_up
+
 __all__ = [
     "DEFAULT_DISTANCE",
     "DEFAULT_FOV",
     "DEFAULT_SAMPLES",
     "COLOR_ATTRIBUTE",
-    "y_up_to_z_up",
-    "srgb_to_linear",
     "eye_position",
     "prepare_scene",
     "validate_mesh_arrays",
@@ -76,35 +77,6 @@ SUN_TOWARDS = (1.0, 1.0, 2.0)  # Blender world direction pointing *towards* the 
 
 
 # ----------------------------------------------------------------------------------------------- conversions
-def y_up_to_z_up(points: np.ndarray) -> np.ndarray:
-    """Map stored Y-up object-frame points into Blender's Z-up world: ``(x, y, z) -> (x, -z, y)``.
-
-    Args:
-        points: (N, 3) (or any (..., 3)) array of coordinates in the Y-up object frame.
-    Returns:
-        Array of the same shape and dtype (floats stay floats) in the Blender Z-up frame.
-    """
-    p = np.asarray(points)
-    if p.shape[-1] != 3:
-        raise ValueError(f"points must have shape (..., 3), got {p.shape}")
-    return np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
-
-
-def srgb_to_linear(colors: np.ndarray) -> np.ndarray:
-    """Exact piecewise sRGB -> linear transfer function (IEC 61966-2-1).
-
-    Args:
-        colors: uint8 values in [0, 255] or floats in [0, 1], any shape.
-    Returns:
-        float32 array of the same shape, linear values in [0, 1]:
-        ``c / 12.92`` for ``c <= 0.04045`` else ``((c + 0.055) / 1.055) ** 2.4``.
-    """
-    c = np.asarray(colors)
-    c = c.astype(np.float64) / 255.0 if c.dtype == np.uint8 else c.astype(np.float64)
-    lin = np.where(c <= 0.04045, c / 12.92, ((np.clip(c, 0.0, None) + 0.055) / 1.055) ** 2.4)
-    return lin.astype(np.float32)
-
-
 def eye_position(distance: float, elevation_deg: float, azimuth_deg: float) -> np.ndarray:
     """Camera eye (3,) float64 in the **Y-up object frame**: ``d (cos e sin a, sin e, -cos e cos a)``."""
     e, a = math.radians(elevation_deg), math.radians(azimuth_deg)
@@ -300,7 +272,7 @@ def add_colored_mesh(
     f = np.ascontiguousarray(faces, dtype=np.int32)
     c = np.asarray(face_colors)
     rgba = np.ones((len(f), 4), dtype=np.float32)
-    rgba[:, :3] = srgb_to_linear(c[:, :3])
+    rgba[:, :3] = srgb_to_linear(c[:, :3] / 255.0 if c.dtype == np.uint8 else c[:, :3])
     if c.shape[1] == 4:
         rgba[:, 3] = c[:, 3] / 255.0 if c.dtype == np.uint8 else c[:, 3]
 

@@ -75,6 +75,14 @@ def test_tiny_training_lowers_the_loss(tiny_data, tmp_path):
     assert loss_of(trained) < loss_of(untrained) - 0.05
 
 
+def test_training_exports_loadable_weights_with_metadata(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path, steps=2, export=str(tmp_path / "w.pt"))
+    train(cfg, log=lambda m: None)
+    model, meta = load_weights(tmp_path / "w.pt")
+    assert meta["step"] == 2 and set(meta["validation"]["voxel_iou"]) == {"box", "ball"}
+    assert [(s["start_step"], s["end_step"]) for s in meta["sessions"]] == [(0, 2)]
+
+
 def test_resume_reproduces_the_next_steps_exactly(tiny_data, tmp_path):
     straight = tiny_config(tiny_data, tmp_path / "a", steps=4)
     train(straight, log=lambda m: None)

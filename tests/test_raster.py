@@ -189,3 +189,12 @@ def test_recomputing_backward_gives_the_same_gradients():
     assert grads[0][0].abs().sum() > 0
     assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
     assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_collapsed_faces_give_finite_gradients():
+    # two coincident vertices (a zero-length edge) and a face collapsed to a point next to a normal face
+    v = torch.tensor([[-0.3, -0.3, 0.0], [0.3, -0.3, 0.0], [0.3, -0.3, 0.0], [0.0, 0.3, 0.0], [0.1, 0.1, 0.0]], requires_grad=True)
+    f = torch.tensor([[0, 1, 3], [1, 2, 3], [4, 4, 4], [0, 2, 3]])
+    image = render_rgba(v, f, Camera.from_angles(elevation=0.0), RasterSettings(32), vertex_colors=torch.rand(5, 3))
+    image.sum().backward()
+    assert torch.isfinite(image).all() and torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from softras import Camera
+from softras.colorspace import srgb_to_linear
+from softras_blender.convert import y_up_to_z_up
 from softras_blender import render as R
 from softras_blender import training_views as TV
 
@@ -46,8 +48,8 @@ def scene():
 
 def test_y_up_to_z_up_and_srgb():
     p = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, -1.0]])
-    np.testing.assert_array_equal(R.y_up_to_z_up(p), [[1.0, -3.0, 2.0], [0.0, 1.0, 0.0]])
-    lin = R.srgb_to_linear(np.array([0, 10, 128, 255], np.uint8))
+    np.testing.assert_array_equal(y_up_to_z_up(p), [[1.0, -3.0, 2.0], [0.0, 1.0, 0.0]])
+    lin = srgb_to_linear(np.array([0, 10, 128, 255]) / 255)
     np.testing.assert_allclose(lin, [0.0, 10 / 255 / 12.92, ((128 / 255 + 0.055) / 1.055) ** 2.4, 1.0], rtol=1e-6)
 
 

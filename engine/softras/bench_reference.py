@@ -58,7 +58,7 @@ def dense_render(
         wa, wb, wc = wa / s / za, wb / s / zb, wc / s / zc
         z = 1 / (wa + wb + wc)
         valid = ((za >= settings.near) & (zb >= settings.near) & (zc >= settings.near) & (z <= settings.far)
-                 & (area.abs() > 1e-12) & (inside | (d2 <= r2)))
+                 & (area.abs() > 2e-6 * (2 / h) ** 2) & (inside | (d2 <= r2)))
         prob = torch.where(valid, torch.sigmoid(torch.where(inside, d2, -d2) / settings.sigma), torch.zeros_like(d2))
         alpha = 1 - torch.prod(1 - prob, dim=1)
         if vertex_colors is None:

@@ -122,12 +122,13 @@ class ColorDecoder(nn.Module):
 
     def forward(self, code: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         b, cfg = code.shape[0], self.cfg
-        small = F.adaptive_avg_pool2d(images, cfg.color_sample_size).flatten(2)  # (B, 4, n_pix)
+        premultiplied = torch.cat([images[:, :3] * images[:, 3:4], images[:, 3:4]], dim=1)
+        small = F.adaptive_avg_pool2d(premultiplied, cfg.color_sample_size).flatten(2)  # (B, 4, n_pix)
         alpha = small[:, 3:4]
-        rgb = small[:, :3] / alpha.clamp(min=1e-3)  # straight colour of covered pixels
+        rgb = (small[:, :3] / alpha.clamp(min=1e-3)).clamp(0, 1)  # straight colour of covered pixels
         h = self.hidden(code)
         logits = self.sampling(h).view(b, cfg.palette_size, -1)
-        logits = logits + torch.log(alpha.clamp(min=1e-4))  # sample foreground pixels only
+        logits = logits + torch.log(alpha.clamp(min=1e-6))  # sample foreground pixels only
         palette = torch.softmax(logits, dim=-1) @ rgb.transpose(1, 2)  # (B, P, 3)
         select = torch.softmax(self.selection(h).view(b, -1, cfg.palette_size), dim=-1)
         return (select @ palette).clamp(0, 1)

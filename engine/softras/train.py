@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import tomllib
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -55,6 +56,7 @@ class TrainConfig:
     validate_every: int = 1000
     validate_views: int = 2
     device: str = "auto"
+    max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
     bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
 
@@ -125,19 +127,22 @@ def _device(name: str, local_rank: int) -> torch.device:
     return device
 
 
-def _save_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+def _save_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig,
+                     sessions: list[dict]) -> None:
     buffer = io.BytesIO()
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.as_dict()}, buffer)
+    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.as_dict(),
+                "sessions": sessions}, buffer)
     atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
 
 
-def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> int:
+def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list[dict]]:
+    """Restore model and optimizer; returns the step and the ledger of earlier training sessions."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["config"]["model"] != asdict(cfg.model):
         raise ValueError(f"{path}: checkpoint was trained with another model config; use a new out_dir")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    return int(state["step"]), list(state.get("sessions", []))
 
 
 def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str], None] | None = None) -> Path:
@@ -159,9 +164,18 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     torch.manual_seed(cfg.seed)
     model = Generator(cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step = _load_checkpoint(checkpoint, model, optimizer, cfg) if checkpoint.exists() else 0
+    step, sessions = _load_checkpoint(checkpoint, model, optimizer, cfg) if checkpoint.exists() else (0, [])
     if step and rank == 0:
         log(f"resuming from {checkpoint} at step {step}")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
+               "processes": world, "start_step": step, "end_step": step, "seconds": 0.0}
+    sessions.append(session)
+    session_start = time.monotonic()
+
+    def save() -> None:
+        session.update(end_step=step, seconds=round(time.monotonic() - session_start, 1))
+        _save_checkpoint(checkpoint, model, optimizer, step, cfg, sessions)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
     train_views = ViewSet(cfg.views, "train")
@@ -181,33 +195,36 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
         losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
-        optimizer.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        if torch.isfinite(grad_norm):
+            optimizer.step()
+        elif rank == 0:
+            log(f"step {step + 1}: non-finite gradient, update skipped")
         step += 1
         values = {k: float(v.detach()) for k, v in losses.items()}
         if rank == 0:
             progress.update(step, f"loss {values['total']:.4f}  iou {1 - values['iou']:.3f}  color {values['color']:.3f}")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _save_checkpoint(checkpoint, model, optimizer, step, cfg)
+                save()
                 with open(history, "a") as fh:
                     fh.write(json.dumps({"step": step, **values}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
-                _validate_and_export(model, cfg, step, log)
+                _validate_and_export(model, cfg, step, sessions, log)
     if rank == 0:
-        _save_checkpoint(checkpoint, model, optimizer, step, cfg)
+        save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
-            _validate_and_export(model, cfg, step, log)
+            _validate_and_export(model, cfg, step, sessions, log)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
     return checkpoint
 
 
-def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, log: Callable[[str], None]) -> None:
+def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions: list[dict], log: Callable[[str], None]) -> None:
     report = evaluate(model, ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes), views_per_model=cfg.validate_views)
     log(f"validation at step {step}:\n{format_report(report)}")
     with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
         fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")
     if cfg.export:
-        device = next(model.parameters()).device
         save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "train_config": cfg.as_dict(),
-                                                  "device": str(device), "torch": torch.__version__})
+                                                  "sessions": sessions, "torch": str(torch.__version__)})

@@ -18,7 +18,10 @@ from softras.raster.settings import RasterSettings
 
 __all__ = ["Fragments", "rasterize"]
 
-_DEGENERATE_AREA = 1e-12  # |twice the signed screen area| below which a face is dropped
+# Faces with less than a millionth of a pixel of screen area are dropped, and edge lengths are floored, so that
+# collapsed faces (coincident vertices) contribute nothing and cannot produce infinite gradients.
+_MIN_AREA_PIXELS = 1e-6
+_MIN_EDGE2 = 1e-12  # squared screen units
 
 
 @dataclass
@@ -67,13 +70,13 @@ def _check_inputs(screen: torch.Tensor, faces: torch.Tensor) -> None:
 
 
 def _bin_faces(
-    uv: torch.Tensor, z: torch.Tensor, twice_area: torch.Tensor, settings: RasterSettings
+    uv: torch.Tensor, z: torch.Tensor, solid: torch.Tensor, settings: RasterSettings
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Enumerate the (face, pixel) pairs of each face's grown bounding box.
 
     Args:
         uv: (N, 3, 2) face vertices in height-normalised screen units, detached.
-        z: (N, 3) vertex depths. twice_area: (N,) twice the signed screen area.
+        z: (N, 3) vertex depths. solid: (N,) bool, the face has more than a negligible screen area.
     Returns:
         face: (P,) int64 index into N; column, row: (P,) int64 pixel coordinates.
     """
@@ -85,7 +88,7 @@ def _bin_faces(
     c1 = torch.floor(col.amax(1) + radius_px - 0.5).clamp(max=w - 1)
     r0 = torch.ceil(row.amin(1) - radius_px - 0.5).clamp(min=0)
     r1 = torch.floor(row.amax(1) + radius_px - 0.5).clamp(max=h - 1)
-    visible = (z.amin(1) >= settings.near) & (z.amin(1) <= settings.far) & (twice_area.abs() > _DEGENERATE_AREA)
+    visible = (z.amin(1) >= settings.near) & (z.amin(1) <= settings.far) & solid
     ncols = torch.where(visible, (c1 - c0 + 1).clamp(min=0), torch.zeros_like(c0)).long()
     nrows = torch.where(visible, (r1 - r0 + 1).clamp(min=0), torch.zeros_like(r0)).long()
     counts = ncols * nrows
@@ -149,12 +152,15 @@ def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: Rast
     edge = uv.roll(-1, dims=1) - uv  # edge i runs from vertex i to vertex i + 1
     twice_area = edge[:, 0, 0] * edge[:, 1, 1] - edge[:, 0, 1] * edge[:, 1, 0]
 
+    # Collapsed faces are never binned; the double `where` keeps their infinite 1/area out of the backward pass too.
+    solid = twice_area.abs() > 2 * _MIN_AREA_PIXELS * (2 / h) ** 2
+    inv_area = torch.where(solid, 1.0 / torch.where(solid, twice_area, torch.ones_like(twice_area)), torch.zeros_like(twice_area))
     with torch.no_grad():
-        face, column, row = _bin_faces(uv.detach(), z.detach(), twice_area.detach(), settings)
+        face, column, row = _bin_faces(uv.detach(), z.detach(), solid, settings)
 
     # Per-face quantities, gathered once per pair.
-    inv_len2 = 1.0 / (edge * edge).sum(-1).clamp(min=1e-30)
-    per_face = torch.cat([uv.flatten(1), edge.flatten(1), inv_len2, z, (1.0 / twice_area)[:, None]], dim=1)
+    inv_len2 = 1.0 / (edge * edge).sum(-1).clamp(min=_MIN_EDGE2)
+    per_face = torch.cat([uv.flatten(1), edge.flatten(1), inv_len2, z, inv_area[:, None]], dim=1)
     with torch.no_grad():
         keep = _pair_geometry(per_face, face, column, row, settings)[0]
         face, column, row = face[keep], column[keep], row[keep]

@@ -1,0 +1,81 @@
+"""Write models/README.md (the model card) from a weights file's own metadata.
+
+    .venv/bin/python scripts/model_card.py models/softras_generator.pt --notes models/NOTES.md > models/README.md
+
+Everything in the card comes from the weights file: the training config, the session ledger (device, steps,
+wall time) and the validation report that `softras train` stored when it exported the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from softras.model import load_weights, sha256
+
+
+def card(path: Path) -> str:
+    model, meta = load_weights(path)
+    cfg, val = meta["train_config"], meta["validation"]
+    params = sum(p.numel() for p in model.parameters())
+    sessions = meta.get("sessions", [])
+    hours = sum(s["seconds"] for s in sessions) / 3600
+    lines = [
+        "# SoftRas generator: model card",
+        "",
+        f"`{path.name}`: one RGBA image (64x64) to a coloured mesh (the {model.shape_decoder.sign.shape[0]}-vertex sphere "
+        "deformed, per-vertex sRGB colours) in the object frame (Y-up, inside [-0.5, 0.5]^3).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| sha256 | `{sha256(path)}` |",
+        f"| size | {path.stat().st_size / 2**20:.1f} MiB, float16 ({params / 1e6:.1f} M parameters) |",
+        f"| steps | {meta['step']} (batch {cfg['batch_size']} objects x 2 views) |",
+        f"| training time | {hours:.2f} h over {len(sessions)} session(s) |",
+        f"| torch | {meta.get('torch', '?')} |",
+        f"| load | `softras.model.load_weights(path)` (uses `torch.load(..., weights_only=True)`) |",
+        "",
+        "## Data",
+        "",
+        f"Views: `{cfg['views']}`, rendered with Cycles by `python -m softras_blender.training_views` from "
+        f"`{cfg['shapes']}` (419 ShapeNet, Pix3D and classic test models; 24 azimuths at elevation 30 deg, distance "
+        "2.732, 30 deg field of view, 64x64 RGBA). Split by model, stratified per category (10% validation).",
+        "",
+        "## Training",
+        "",
+        f"Command: `softras train --config configs/generator.toml` (resumes from `{cfg['out_dir']}/checkpoint.pt`).",
+        f"Adam lr {cfg['lr']}, sigma {cfg['sigma']}, gamma {cfg['gamma']}; loss = soft IoU + {cfg['laplacian_weight']} "
+        f"Laplacian + {cfg['flatten_weight']} flatten + {cfg['color_weight']} colour L1; bf16 autocast: {cfg.get('bf16', False)}.",
+        "",
+        "| session start | device | processes | steps | wall time |",
+        "|---|---|---|---|---|",
+    ]
+    for s in sessions:
+        lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
+    lines += [
+        "",
+        f"## Validation (step {meta['step']})",
+        "",
+        "Voxel IoU: the mesh reconstructed from one view, voxelised as surface plus interior at 32^3, against "
+        f"`voxels_shell` (the paper's protocol); {cfg['validate_views']} views per validation model. Silhouette IoU: "
+        "the mesh's hard silhouette from the input view against the input's alpha.",
+        "",
+        "| category | models | voxel IoU | silhouette IoU |",
+        "|---|---:|---:|---:|",
+    ]
+    for c, v in val["voxel_iou"].items():
+        lines.append(f"| {c} | {val['models'][c]} | {v:.4f} | {val['silhouette_iou'][c]:.4f} |")
+    lines += [f"| **mean** | {sum(val['models'].values())} | **{val['mean_voxel_iou']:.4f}** | {val['mean_silhouette_iou']:.4f} |", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", type=Path)
+    ap.add_argument("--notes", type=Path, help="a Markdown file appended to the card (limitations, comparisons)")
+    args = ap.parse_args()
+    print(card(args.weights) + ("\n" + args.notes.read_text() if args.notes else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Scene-side mesh I/O: insert a reconstructed coloured mesh, read a mesh for fitting and write fitted vertices back.
+
+:func:`insert_mesh` is the single place that turns engine output into a Blender object; the operators and the
+headless batch tool both use it. Colours arrive as sRGB and are stored linear (Blender's colour attributes are
+scene-linear) in a FLOAT_COLOR attribute on the POINT domain, which a shared material reads into its Principled BSDF,
+so the colours show in Material Preview, Rendered view and renders.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import bpy
+import numpy as np
+
+from . import engine
+
+__all__ = ["COLOR_ATTRIBUTE", "MATERIAL_NAME", "insert_mesh", "color_material", "mesh_world_arrays", "set_world_vertices"]
+
+COLOR_ATTRIBUTE = "Color"
+MATERIAL_NAME = "SoftRas Vertex Color"
+
+
+def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    engine.load()
+    from softras.colorspace import srgb_to_linear
+
+    return srgb_to_linear(c)
+
+
+def _validate(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> None:
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) < 3 or not np.isfinite(vertices).all():
+        raise ValueError(f"vertices must be a finite (V >= 3, 3) array, got shape {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+        raise ValueError(f"faces must be a (F >= 1, 3) array of indices into {len(vertices)} vertices")
+    if colors.shape != vertices.shape:
+        raise ValueError(f"colors must have shape {vertices.shape}, got {colors.shape}")
+
+
+def color_material() -> bpy.types.Material:
+    """The shared material ``MATERIAL_NAME`` (created on first use): a Color Attribute node reading
+    ``COLOR_ATTRIBUTE`` into a Principled BSDF's Base Color."""
+    material = bpy.data.materials.get(MATERIAL_NAME)
+    if material is not None:
+        return material
+    material = bpy.data.materials.new(MATERIAL_NAME)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    attribute = nodes.new("ShaderNodeVertexColor")
+    attribute.layer_name = COLOR_ATTRIBUTE
+    attribute.location = (-300, 0)
+    bsdf = nodes.new("ShaderNodeBsdfPrincipled")
+    bsdf.inputs["Roughness"].default_value = 0.8
+    output = nodes.new("ShaderNodeOutputMaterial")
+    output.location = (300, 0)
+    links.new(attribute.outputs["Color"], bsdf.inputs["Base Color"])
+    links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
+    return material
+
+
+def insert_mesh(
+    scene: bpy.types.Scene,
+    name: str,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colors_srgb: np.ndarray,
+    location: Sequence[float] = (0.0, 0.0, 0.0),
+    smooth: bool = False,
+    view_layer: bpy.types.ViewLayer | None = None,
+) -> bpy.types.Object:
+    """Add a triangle mesh with per-vertex colours to ``scene`` and return the new object.
+
+    Args:
+        scene: where the object is linked: ``view_layer``'s active collection if a view layer is given, else the
+            scene's master collection.
+        name: object and mesh name (Blender appends .001 etc. on clashes).
+        vertices: (V, 3) float, Blender object space (Z-up, scene units); use ``convert.y_up_to_z_up`` on engine output.
+        faces: (F, 3) int vertex indices, counter-clockwise seen from outside.
+        colors_srgb: (V, 3) float sRGB in [0, 1]; stored linear (alpha 1) in the FLOAT_COLOR / POINT attribute
+            ``COLOR_ATTRIBUTE``, which becomes the active and render colour attribute.
+        location: object location, world frame (e.g. the 3D cursor).
+        smooth: smooth shading (else flat).
+        view_layer: if given, the new object is selected and made active there and every other object deselected.
+    Raises:
+        ValueError: malformed arrays (checked before anything is created).
+    """
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces)
+    c = np.asarray(colors_srgb, np.float64)
+    _validate(v, f, c)
+    rgba = np.ones((len(v), 4), np.float32)
+    rgba[:, :3] = _srgb_to_linear(c)
+
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(v))
+    mesh.vertices.foreach_set("co", v.astype(np.float32).ravel())
+    mesh.loops.add(f.size)
+    mesh.loops.foreach_set("vertex_index", f.astype(np.int32).ravel())
+    mesh.polygons.add(len(f))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, f.size, 3, dtype=np.int32))
+    attribute = mesh.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
+    attribute.data.foreach_set("color", rgba.ravel())
+    mesh.color_attributes.active_color = attribute
+    mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
+    mesh.update(calc_edges=True)
+    if smooth:
+        mesh.shade_smooth()
+    else:
+        mesh.shade_flat()
+    mesh.materials.append(color_material())
+
+    obj = bpy.data.objects.new(name, mesh)
+    obj.location = tuple(location)
+    collection = view_layer.active_layer_collection.collection if view_layer is not None else scene.collection
+    collection.objects.link(obj)
+    if view_layer is not None:
+        for other in view_layer.objects:
+            if other.select_get(view_layer=view_layer):
+                other.select_set(False, view_layer=view_layer)
+        obj.select_set(True, view_layer=view_layer)
+        view_layer.objects.active = obj
+    return obj
+
+
+def mesh_world_arrays(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mesh object's base mesh (no modifiers) for fitting.
+
+    Returns:
+        ``(vertices (V, 3) float64 world frame (matrix_world @ co), triangles (F, 3) int64 from the mesh's loop
+        triangulation, matrix_world (4, 4) float64)``.
+    Raises:
+        ValueError: not a mesh, in Edit Mode, with shape keys, without faces, or with a non-invertible transform.
+    """
+    if obj is None or obj.type != "MESH":
+        raise ValueError(f"'{getattr(obj, 'name', None)}' is not a mesh object")
+    if obj.mode != "OBJECT":
+        raise ValueError(f"'{obj.name}' is in {obj.mode.replace('_', ' ').title()} Mode; switch to Object Mode")
+    mesh = obj.data
+    if mesh.shape_keys is not None:
+        raise ValueError(f"'{obj.name}' has shape keys; fitting would be overridden by them")
+    mesh.calc_loop_triangles()
+    if len(mesh.loop_triangles) == 0:
+        raise ValueError(f"'{obj.name}' has no faces to fit")
+    matrix = np.array(obj.matrix_world, np.float64)
+    if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise ValueError(f"'{obj.name}' has a zero scale; its transform cannot be inverted")
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    tris = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", tris)
+    world = co.reshape(-1, 3).astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+    return world, tris.reshape(-1, 3).astype(np.int64), matrix
+
+
+def set_world_vertices(obj: bpy.types.Object, world: np.ndarray, matrix: np.ndarray) -> None:
+    """Write world-frame vertex positions (V, 3) back into ``obj``'s mesh, in object space through the inverse of
+    ``matrix`` (the matrix_world they were read with)."""
+    mesh = obj.data
+    if world.shape != (len(mesh.vertices), 3):
+        raise ValueError(f"'{obj.name}' now has {len(mesh.vertices)} vertices, the fit has {len(world)}")
+    inverse = np.linalg.inv(matrix)
+    local = world @ inverse[:3, :3].T + inverse[:3, 3]
+    mesh.vertices.foreach_set("co", local.astype(np.float32).ravel())
+    mesh.update()

@@ -1,0 +1,133 @@
+"""What runs in the worker thread: engine calls on plain data captured from Blender. Never touches bpy.
+
+Each request is built on the main thread (:mod:`.operators`) from numpy arrays and plain values; each function
+reports progress through a :class:`~.jobs.Reporter`, stops at the next check when cancelled, and returns plain
+numpy results that the main thread puts into the scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import engine
+from .convert import CameraParams, Pixels, fit_size
+from .jobs import Reporter
+
+__all__ = ["ReconstructRequest", "ReconstructResult", "reconstruct", "FitRequest", "FitResult", "fit", "MASK_SIDE"]
+
+MASK_SIDE = 128
+"""Masks are resampled so that their longer side is about this many pixels for fitting."""
+
+
+@dataclass(frozen=True)
+class ReconstructRequest:
+    """image: the reference picture; weights: generator weights file or None for the engine default; device:
+    'AUTO', 'CPU' or 'CUDA'; refine_steps: silhouette refinement steps against the picture's own mask (0: none)."""
+
+    image: Pixels
+    weights: str | None
+    device: str
+    refine_steps: int
+
+
+@dataclass(frozen=True)
+class ReconstructResult:
+    """vertices (V, 3) float32 engine object frame (Y-up, inside about [-0.5, 0.5]^3); faces (F, 3) int64; colors
+    (V, 3) float32 sRGB in [0, 1]; iou: (before, after) of the refinement, or None without one."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    iou: tuple[float, float] | None
+
+
+def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructResult:
+    """Intake, generator prediction and optional refinement with viewpoint estimation (``refine_to_image``)."""
+    reporter.progress(0.02, "Loading PyTorch and the engine")
+    engine.load()
+    from softras.intake import IntakeSettings, prepare_array
+    from softras.refine import RefineSettings, refine_to_image
+
+    reporter.check()
+    reporter.progress(0.1, "Loading the generator")
+    model = engine.reconstructor(request.weights, request.device)
+    reporter.check()
+    reporter.progress(0.2, "Preparing the image")
+    intake = prepare_array(request.image.srgb(), None, IntakeSettings(size=model.image_size))
+    reporter.check()
+    reporter.progress(0.3, "Predicting the mesh")
+    vertices, colors = model.predict(intake.rgba[None])
+    vertices, faces, iou = vertices[0], model.faces, None
+    if request.refine_steps > 0:
+        reporter.progress(0.35, "Estimating the viewpoint")
+
+        def on_step(step: int, total: int, best: float) -> None:
+            reporter.progress(0.4 + 0.6 * step / total, f"Refining {step}/{total}, IoU {best:.3f}")
+
+        device = model.device  # refine where the generator runs
+        refined = refine_to_image(vertices.to(device), faces.to(device), intake.mask.to(device), None,
+                                  RefineSettings(steps=request.refine_steps), callback=on_step,
+                                  should_stop=reporter.should_stop)
+        vertices, iou = refined.vertices.cpu(), (refined.iou_before, refined.iou_after)
+    reporter.check()
+    return ReconstructResult(vertices.numpy(), faces.numpy(), colors[0].numpy(), iou)
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """vertices (V, 3) float64 and triangles (F, 3) int64 in Blender's world frame; views: one (camera, mask
+    image) pair per view, all sharing the render aspect; steps: Adam steps; device: 'AUTO', 'CPU' or 'CUDA'."""
+
+    vertices: np.ndarray
+    triangles: np.ndarray
+    views: tuple[tuple[CameraParams, Pixels], ...]
+    steps: int
+    device: str
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """vertices (V, 3) float64 world frame; IoU (mean over views) before and after; steps actually run."""
+
+    vertices: np.ndarray
+    iou_before: float
+    iou_after: float
+    steps_run: int
+
+
+def fit(request: FitRequest, reporter: Reporter) -> FitResult:
+    """``softras.refine.refine`` of the world-space mesh against the masks seen through the cameras."""
+    reporter.progress(0.02, "Loading PyTorch and the engine")
+    engine.load()
+    import torch
+    import torch.nn.functional as F
+    from softras import Camera
+    from softras.refine import RefineSettings, refine
+
+    device = engine.resolve_device(request.device)
+    height, width = None, None
+    masks, cameras = [], []
+    for camera, image in request.views:
+        reporter.check()
+        foreground = image.mask()
+        if not foreground.any():
+            raise ValueError(f"mask image '{image.name}' is empty: no pixel is foreground (alpha or luminance > 0.5)")
+        if height is None:
+            height, width = fit_size(camera.aspect, MASK_SIDE)
+        full = torch.from_numpy(foreground.astype(np.float32))[None, None]
+        masks.append(F.interpolate(full, size=(height, width), mode="area")[0, 0])  # coverage of each mask pixel
+        cameras.append(camera.to_softras(aspect=width / height))
+    reporter.progress(0.1, "Fitting")
+
+    def on_step(step: int, total: int, best: float) -> None:
+        reporter.progress(0.1 + 0.9 * step / total, f"Fitting {step}/{total}, IoU {best:.3f}")
+
+    result = refine(
+        torch.from_numpy(request.vertices).float().to(device), torch.from_numpy(request.triangles).to(device),
+        torch.stack(masks).to(device), Camera.cat(cameras).to(device), RefineSettings(steps=request.steps),
+        callback=on_step, should_stop=reporter.should_stop,
+    )
+    reporter.check()
+    return FitResult(result.vertices.double().cpu().numpy(), result.iou_before, result.iou_after, result.steps_run)
