@@ -48,7 +48,6 @@ def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructR
     reporter.progress(0.02, "Loading PyTorch and the engine")
     engine.load()
     from softras.intake import IntakeSettings, prepare_array
-    from softras.refine import RefineSettings, refine_to_image
 
     reporter.check()
     reporter.progress(0.1, "Loading the generator")
@@ -57,22 +56,16 @@ def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructR
     reporter.progress(0.2, "Preparing the image")
     intake = prepare_array(request.image.srgb(), None, IntakeSettings(size=model.image_size))
     reporter.check()
-    reporter.progress(0.3, "Predicting the mesh")
-    vertices, colors = model.predict(intake.rgba[None])
-    vertices, faces, iou = vertices[0], model.faces, None
-    if request.refine_steps > 0:
-        reporter.progress(0.35, "Estimating the viewpoint")
+    reporter.progress(0.3, "Predicting the mesh" + (" and refining it to the picture's silhouette" if request.refine_steps else ""))
 
-        def on_step(step: int, total: int, best: float) -> None:
-            reporter.progress(0.4 + 0.6 * step / total, f"Refining {step}/{total}, IoU {best:.3f}")
+    def on_step(step: int, total: int, best: float) -> None:
+        reporter.progress(0.4 + 0.6 * step / total, f"Refining {step}/{total}, IoU {best:.3f}")
 
-        device = model.device  # refine where the generator runs
-        refined = refine_to_image(vertices.to(device), faces.to(device), intake.mask.to(device), None,
-                                  RefineSettings(steps=request.refine_steps), callback=on_step,
-                                  should_stop=reporter.should_stop)
-        vertices, iou = refined.vertices.cpu(), (refined.iou_before, refined.iou_after)
+    result = model.reconstruct_intake(intake, request.refine_steps, callback=on_step, should_stop=reporter.should_stop)
     reporter.check()
-    return ReconstructResult(vertices.numpy(), faces.numpy(), colors[0].numpy(), iou)
+    mesh = result.mesh
+    iou = None if result.iou_before is None else (result.iou_before, result.iou_after)
+    return ReconstructResult(mesh.vertices.numpy(), mesh.faces.numpy(), mesh.vertex_colors.numpy(), iou)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from softras import icosphere
-from softras.bench import BenchCase, format_table, run_case
+from softras.bench import BenchCase, format_table, measure_peaks, run_case
 from softras.cli import main
 from softras.meshio import write_mesh
 
@@ -57,8 +57,11 @@ def test_render_rejects_bad_numbers(flag, value, sphere_file, tmp_path):
 
 
 def test_bench_case_measures_sparse_and_dense():
-    result = run_case(BenchCase("tiny", 1, 16, 2, "rgba"), torch.device("cpu"), dense_budget_mb=100, min_repeats=1, min_seconds=0)
+    case = BenchCase("tiny", 1, 16, 2, "rgba")
+    result = run_case(case, torch.device("cpu"), dense_budget_mb=100, min_repeats=1, min_seconds=0)
     assert result.sparse_ms > 0 and result.dense_ms is not None and result.speedup > 0
+    measure_peaks(result, case, torch.device("cpu"))
+    assert result.sparse_peak_mb is not None and result.dense_peak_mb is not None
     assert "tiny" in format_table([result])
     skipped = run_case(BenchCase("tiny", 1, 16, 2, "silhouette"), torch.device("cpu"), dense_budget_mb=0, min_repeats=1, min_seconds=0)
     assert skipped.dense_ms is None and skipped.speedup is None

@@ -24,7 +24,7 @@ from softras.camera import Camera
 from softras.mesh import icosphere
 from softras.raster import RasterSettings, render_rgba, render_silhouette
 
-__all__ = ["BenchCase", "BenchResult", "default_cases", "run_case", "run", "format_table"]
+__all__ = ["BenchCase", "BenchResult", "default_cases", "run_case", "measure_peaks", "run", "format_table"]
 
 DENSE_BYTES_PER_PAIR = 240  # measured peak of dense_render forward + backward per (pixel, face) pair, float32
 
@@ -125,6 +125,10 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float | None:
         return int(line.split()[1])  # kB
 
     try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so reused memory counts as growth
+    except (OSError, AttributeError):
+        pass
+    try:
         clear.write_text("5")  # reset the peak resident set size
     except OSError:
         return None
@@ -149,23 +153,27 @@ def _median_ms(step: Callable[[], None], device: torch.device, min_repeats: int,
 
 
 def run_case(case: BenchCase, device: torch.device, dense_budget_mb: float, min_repeats: int = 5, min_seconds: float = 1.0) -> BenchResult:
-    step = _step_fn(case, device, dense=False)
-    sparse_ms = _median_ms(step, device, min_repeats, min_seconds)
-    sparse_peak = _peak_mb(step, device)
-    dense_ms = dense_peak = None
-    pairs = case.batch * case.size * case.size * case.faces
-    if pairs * DENSE_BYTES_PER_PAIR / 2**20 <= dense_budget_mb:
-        dense_step = _step_fn(case, device, dense=True)
-        dense_ms = _median_ms(dense_step, device, min(3, min_repeats), 0.0)
-        dense_peak = _peak_mb(dense_step, device)
-    return BenchResult(case.name, case.faces, case.size, case.batch, case.mode, sparse_ms, sparse_peak, dense_ms, dense_peak)
+    """Median times of one case, sparse and (where it fits the budget) dense; peaks are left to :func:`measure_peaks`."""
+    sparse_ms = _median_ms(_step_fn(case, device, dense=False), device, min_repeats, min_seconds)
+    dense_ms = None
+    if case.batch * case.size * case.size * case.faces * DENSE_BYTES_PER_PAIR / 2**20 <= dense_budget_mb:
+        dense_ms = _median_ms(_step_fn(case, device, dense=True), device, min(3, min_repeats), 0.0)
+    return BenchResult(case.name, case.faces, case.size, case.batch, case.mode, sparse_ms, None, dense_ms, None)
+
+
+def measure_peaks(result: BenchResult, case: BenchCase, device: torch.device) -> None:
+    """Fill in the peak memory of one forward + backward, sparse and (where it was timed) dense."""
+    result.sparse_peak_mb = _peak_mb(_step_fn(case, device, dense=False), device)
+    if result.dense_ms is not None:
+        result.dense_peak_mb = _peak_mb(_step_fn(case, device, dense=True), device)
 
 
 def _return_freed_memory_to_the_os() -> None:
     """Make glibc serve every allocation of 128 KiB or more by mmap, so freed tensors leave the resident set.
 
     glibc otherwise raises its mmap threshold after the first large free and keeps later large blocks on the heap,
-    which hides them from the resident-set peak that :func:`_peak_mb` reads.
+    which hides them from the resident-set peak that :func:`_peak_mb` reads. Mapping every block costs page faults,
+    so :func:`run` switches this on only after all timings are taken.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -175,12 +183,18 @@ def _return_freed_memory_to_the_os() -> None:
 
 
 def run(cases: list[BenchCase], device: torch.device, dense_budget_mb: float, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
-    _return_freed_memory_to_the_os()
+    """Time every case, then measure every peak (see :func:`_return_freed_memory_to_the_os`)."""
     results = []
     for case in cases:
         if progress:
-            progress(f"{case.mode} {case.name} ...")
+            progress(f"timing {case.mode} {case.name} ...")
         results.append(run_case(case, device, dense_budget_mb))
+    if device.type == "cpu":
+        _return_freed_memory_to_the_os()
+    for result, case in zip(results, cases):
+        if progress:
+            progress(f"peak memory {case.mode} {case.name} ...")
+        measure_peaks(result, case, device)
     return results
 
 

@@ -99,6 +99,6 @@ class Reconstructor:
         mesh = Mesh(vertices[0], self.faces, colors[0])
         if refine_steps <= 0:
             return Reconstruction(mesh)
-        result = refine_to_image(mesh.vertices, mesh.faces, intake.mask, settings=RefineSettings(steps=refine_steps),
-                                 callback=callback, should_stop=should_stop)
-        return Reconstruction(Mesh(result.vertices, mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after)
+        result = refine_to_image(mesh.vertices.to(self.device), mesh.faces.to(self.device), intake.mask.to(self.device),
+                                 settings=RefineSettings(steps=refine_steps), callback=callback, should_stop=should_stop)
+        return Reconstruction(Mesh(result.vertices.cpu(), mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after)
