@@ -168,16 +168,13 @@ class Camera:
             points = points.unsqueeze(0).expand(self.batch_size, -1, -1)
         if points.dim() != 3 or points.shape[-1] != 3 or points.shape[0] != self.batch_size:
             raise ValueError(f"points must have shape ({self.batch_size}, N, 3) or (N, 3), got {tuple(points.shape)}")
-        right, cam_up, fwd = self.basis()
-        rel = points - self.eye[:, None, :]
-        x = (rel * right[:, None, :]).sum(-1)
-        y = (rel * cam_up[:, None, :]).sum(-1)
-        depth = (rel * fwd[:, None, :]).sum(-1)
-        tan_half = torch.tan(torch.deg2rad(self.fov) / 2)[:, None]
+        rotation = torch.stack(self.basis(), dim=1)  # (B, 3, 3), rows: right, cam_up, fwd
+        cam = torch.bmm(points - self.eye[:, None, :], rotation.transpose(1, 2))  # (B, N, 3) camera coordinates
+        depth = cam[..., 2:]
         safe = torch.where(depth.abs() > 1e-12, depth, torch.full_like(depth, 1e-12))
-        ndc_x = x / safe / (tan_half * self.aspect[:, None]) + self.shift[:, None, 0]
-        ndc_y = y / safe / tan_half + self.shift[:, None, 1]
-        return torch.stack([ndc_x, ndc_y, depth], dim=-1)
+        focal = torch.stack([1 / self.aspect, torch.ones_like(self.aspect)], dim=-1) / torch.tan(torch.deg2rad(self.fov) / 2)[:, None]
+        ndc = cam[..., :2] / safe * focal[:, None, :] + self.shift[:, None, :]
+        return torch.cat([ndc, depth], dim=-1)
 
     def to_pixels(self, points: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Continuous pixel coordinates (B, N, 2) as (column, row); pixel (i, j)'s centre is (j + 0.5, i + 0.5)."""

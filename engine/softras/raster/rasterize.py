@@ -113,8 +113,10 @@ def _pair_geometry(
     h, w = settings.height_width
     v_uv, v_edge, v_inv_len2, v_z, v_inv_area = per_face[face].split([6, 6, 3, 3, 1], dim=1)
     v_uv, v_edge = v_uv.view(-1, 3, 2), v_edge.view(-1, 3, 2)
-    dtype = per_face.dtype
-    px = torch.stack([(2 * column.to(dtype) + 1 - w) / h, 1 - (2 * row.to(dtype) + 1) / h], dim=-1)  # (P, 2)
+    # pixel centres in screen units, looked up per pair
+    centre_x = (2 * torch.arange(w, dtype=per_face.dtype, device=per_face.device) + 1 - w) / h
+    centre_y = 1 - (2 * torch.arange(h, dtype=per_face.dtype, device=per_face.device) + 1) / h
+    px = torch.stack([centre_x[column], centre_y[row]], dim=-1)  # (P, 2)
     q = px[:, None, :] - v_uv  # (P, 3, 2) from each vertex to the pixel centre
     t = ((q * v_edge).sum(-1) * v_inv_len2).clamp(0, 1)
     d2 = (q - t[..., None] * v_edge).square().sum(-1).amin(1)  # squared distance to the boundary
@@ -161,13 +163,11 @@ def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: Rast
     # Per-face quantities, gathered once per pair.
     inv_len2 = 1.0 / (edge * edge).sum(-1).clamp(min=_MIN_EDGE2)
     per_face = torch.cat([uv.flatten(1), edge.flatten(1), inv_len2, z, inv_area[:, None]], dim=1)
-    with torch.no_grad():
-        keep = _pair_geometry(per_face, face, column, row, settings)[0]
-        face, column, row = face[keep], column[keep], row[keep]
     if face.shape[0] > settings.recompute_above:
-        geometry = checkpoint(_pair_geometry, per_face, face, column, row, settings, use_reentrant=False)
+        keep, logit, bary, depth = checkpoint(_pair_geometry, per_face, face, column, row, settings, use_reentrant=False)
     else:
-        geometry = _pair_geometry(per_face, face, column, row, settings)
-    _, logit, bary, depth = geometry
+        keep, logit, bary, depth = _pair_geometry(per_face, face, column, row, settings)
+    idx = keep.nonzero().squeeze(1)
+    face, column, row, logit, bary, depth = face[idx], column[idx], row[idx], logit[idx], bary[idx], depth[idx]
     pixel = (face // f) * (h * w) + row * w + column
     return Fragments(pixel, face, logit, bary, depth, b, h, w, f)
