@@ -147,3 +147,15 @@ def test_distributed_training_with_two_gloo_processes(tiny_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 3
+
+
+@pytest.mark.parametrize("use_views", [True, False])
+def test_eval_command_prints_a_per_category_table(use_views, tiny_data, tiny_weights, capsys):
+    from softras.cli import main
+
+    shapes, views = tiny_data
+    args = ["eval", "--weights", str(tiny_weights), "--data", str(shapes), "--split", "all", "--views-per-model", "2", "--json"]
+    assert main(args + (["--views", str(views)] if use_views else [])) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["voxel_iou"]) == {"box", "ball"} and report["models"] == {"box": 4, "ball": 2}
+    assert 0 <= report["mean_voxel_iou"] <= 1 and 0 <= report["mean_silhouette_iou"] <= 1
