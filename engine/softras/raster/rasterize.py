@@ -100,7 +100,7 @@ def _bin_faces(
 
 def _pair_geometry(
     per_face: torch.Tensor, face: torch.Tensor, column: torch.Tensor, row: torch.Tensor, settings: RasterSettings
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft coverage of (face, pixel) pairs.
 
     Args:
