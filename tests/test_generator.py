@@ -97,6 +97,14 @@ def test_resume_reproduces_the_next_steps_exactly(tiny_data, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
 
 
+def test_resumed_run_uses_the_configured_learning_rate(tiny_data, tmp_path):
+    train(tiny_config(tiny_data, tmp_path, steps=2, lr=1e-3), log=lambda m: None)
+    train(tiny_config(tiny_data, tmp_path, steps=3, lr=2e-4), log=lambda m: None)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and all(g["lr"] == 2e-4 for g in state["optimizer"]["param_groups"])
+    assert [(s["start_step"], s["end_step"]) for s in state["sessions"]] == [(0, 2), (2, 3)]
+
+
 def test_weights_round_trip_and_bad_files(tmp_path):
     model = Generator(GeneratorConfig(**TINY_MODEL)).eval()
     path = save_weights(model, tmp_path / "w.pt", metadata={"step": 3})

@@ -142,6 +142,8 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
         raise ValueError(f"{path}: checkpoint was trained with another model config; use a new out_dir")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    for group in optimizer.param_groups:  # the config's learning rate applies to a resumed run
+        group["lr"] = cfg.lr
     return int(state["step"]), list(state.get("sessions", []))
 
 
