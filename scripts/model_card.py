@@ -44,14 +44,15 @@ def card(path: Path) -> str:
         "## Training",
         "",
         f"Command: `softras train --config configs/generator.toml` (resumes from `{cfg['out_dir']}/checkpoint.pt`).",
-        f"Adam lr {cfg['lr']}, sigma {cfg['sigma']}, gamma {cfg['gamma']}; loss = soft IoU + {cfg['laplacian_weight']} "
+        f"Adam (learning rate per session below), sigma {cfg['sigma']}, gamma {cfg['gamma']}; loss = soft IoU + {cfg['laplacian_weight']} "
         f"Laplacian + {cfg['flatten_weight']} flatten + {cfg['color_weight']} colour L1; bf16 autocast: {cfg.get('bf16', False)}.",
         "",
-        "| session start | device | processes | steps | wall time |",
-        "|---|---|---|---|---|",
+        "| session start | device | processes | learning rate | steps | wall time |",
+        "|---|---|---|---|---|---|",
     ]
     for s in sessions:
-        lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
+        lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {s['start_step']} -> {s['end_step']} "
+                     f"| {s['seconds'] / 60:.1f} min |")
     lines += [
         "",
         f"## Validation (step {meta['step']})",

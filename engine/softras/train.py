@@ -171,7 +171,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
         log(f"resuming from {checkpoint} at step {step}")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
-               "processes": world, "start_step": step, "end_step": step, "seconds": 0.0}
+               "processes": world, "lr": cfg.lr, "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
 
