@@ -33,7 +33,7 @@ def card(path: Path) -> str:
         f"| steps | {meta['step']} (batch {cfg['batch_size']} objects x 2 views) |",
         f"| training time | {hours:.2f} h over {len(sessions)} session(s) |",
         f"| torch | {meta.get('torch', '?')} |",
-        f"| load | `softras.model.load_weights(path)` (uses `torch.load(..., weights_only=True)`) |",
+        "| load | `softras.model.load_weights(path)` (uses `torch.load(..., weights_only=True)`) |",
         "",
         "## Data",
         "",

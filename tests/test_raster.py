@@ -5,7 +5,7 @@ import torch
 
 from softras import Camera, icosphere
 from softras.bench_reference import dense_render
-from softras.raster import RasterSettings, rasterize, render_rgba, render_silhouette, shade, soft_blend, soft_silhouette
+from softras.raster import RasterSettings, rasterize, render_rgba, render_silhouette, shade, soft_blend
 
 
 def bumpy_sphere(level: int = 2, seed: int = 0, dtype=torch.float32):

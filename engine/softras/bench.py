@@ -13,7 +13,7 @@ import ctypes
 import gc
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 

@@ -15,7 +15,6 @@ its centre lies at (column, row) = (0.5, 0.5).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -30,7 +30,7 @@ from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, soft_iou_loss
 from softras.model import Generator, GeneratorConfig, save_weights
 from softras.progress import ProgressLine
-from softras.raster import RasterSettings, rasterize, shade, soft_blend, soft_silhouette
+from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
 __all__ = ["TrainConfig", "train", "training_losses"]
 
@@ -104,7 +104,7 @@ def training_losses(
     fragments = rasterize(cameras.project(torch.cat([vertices, vertices])), faces, settings)
     alpha = soft_silhouette(fragments)
     detached = dataclasses.replace(fragments, logit=fragments.logit.detach(), bary=fragments.bary.detach(), depth=fragments.depth.detach())
-    rgb = soft_blend(detached, shade(detached, faces, vertex_colors=torch.cat([colors, colors])), settings)[..., :3]
+    rgb = blend_colors(detached, shade(detached, faces, vertex_colors=torch.cat([colors, colors])), settings)
     target = torch.cat([batch.images_a, batch.images_b])
     t_alpha, t_rgb = target[:, 3], target[:, :3].permute(0, 2, 3, 1)
     losses = {

@@ -1,8 +1,8 @@
 """The soft rasterizer: rasterize -> shade -> blend, plus one-call renderers."""
 
-from softras.raster.blend import shade, soft_blend, soft_silhouette
+from softras.raster.blend import blend_colors, shade, soft_blend, soft_silhouette
 from softras.raster.rasterize import Fragments, rasterize
 from softras.raster.render import render_rgba, render_silhouette
 from softras.raster.settings import RasterSettings
 
-__all__ = ["Fragments", "RasterSettings", "rasterize", "shade", "soft_blend", "soft_silhouette", "render_rgba", "render_silhouette"]
+__all__ = ["Fragments", "RasterSettings", "rasterize", "shade", "blend_colors", "soft_blend", "soft_silhouette", "render_rgba", "render_silhouette"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from softras.raster.rasterize import Fragments
 from softras.raster.settings import RasterSettings
 
-__all__ = ["soft_silhouette", "shade", "soft_blend"]
+__all__ = ["soft_silhouette", "shade", "blend_colors", "soft_blend"]
 
 
 def soft_silhouette(fragments: Fragments) -> torch.Tensor:
@@ -56,8 +56,8 @@ def shade(
     return (fragments.bary[..., None] * corner_colors).sum(1)
 
 
-def soft_blend(fragments: Fragments, colors: torch.Tensor, settings: RasterSettings) -> torch.Tensor:
-    """Aggregate fragment colours by a softmax over normalised depth, alpha from :func:`soft_silhouette`.
+def blend_colors(fragments: Fragments, colors: torch.Tensor, settings: RasterSettings) -> torch.Tensor:
+    """Aggregate fragment colours by a softmax over normalised depth, over the background colour.
 
     ``I = (sum_j w_j C_j + w_b C_b) / (sum_j w_j + w_b)`` with ``w_j = D_j exp(z_j / gamma)`` and
     ``w_b = exp(background_depth / gamma)``, evaluated relative to the per-pixel maximum for stability.
@@ -65,7 +65,7 @@ def soft_blend(fragments: Fragments, colors: torch.Tensor, settings: RasterSetti
     Args:
         colors: (P, C) float fragment colours (see :func:`shade`).
     Returns:
-        (B, H, W, C + 1) float: blended colour channels, then alpha.
+        (B, H, W, C) float blended colour channels.
     """
     fr = fragments
     if colors.dim() != 2 or colors.shape[0] != fr.pixel.shape[0]:
@@ -81,5 +81,15 @@ def soft_blend(fragments: Fragments, colors: torch.Tensor, settings: RasterSetti
     weight_bg = torch.exp((settings.background_depth - z_max) / settings.gamma)
     total = weight_bg.index_add(0, fr.pixel, weight)
     color_sum = (weight_bg[:, None] * background).index_add(0, fr.pixel, weight[:, None] * colors)
-    rgb = (color_sum / total[:, None]).view(fr.batch_size, fr.height, fr.width, c)
-    return torch.cat([rgb, soft_silhouette(fr)[..., None]], dim=-1)
+    return (color_sum / total[:, None]).view(fr.batch_size, fr.height, fr.width, c)
+
+
+def soft_blend(fragments: Fragments, colors: torch.Tensor, settings: RasterSettings) -> torch.Tensor:
+    """:func:`blend_colors` with alpha from :func:`soft_silhouette`.
+
+    Args:
+        colors: (P, C) float fragment colours (see :func:`shade`).
+    Returns:
+        (B, H, W, C + 1) float: blended colour channels, then alpha.
+    """
+    return torch.cat([blend_colors(fragments, colors, settings), soft_silhouette(fragments)[..., None]], dim=-1)
