@@ -14,6 +14,10 @@ from pathlib import Path
 from softras.model import load_weights, sha256
 
 
+def _elevations(values: list[float] | None) -> str:
+    return "all" if values is None else ", ".join(f"{v:g}" for v in values) + " deg"
+
+
 def card(path: Path) -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
@@ -37,9 +41,12 @@ def card(path: Path) -> str:
         "",
         "## Data",
         "",
-        f"Views: `{cfg['views']}`, rendered with Cycles by `python -m softras_blender.training_views` from "
-        f"`{cfg['shapes']}` (419 ShapeNet, Pix3D and classic test models; 24 azimuths at elevation 30 deg, distance "
-        "2.732, 30 deg field of view, 64x64 RGBA). Split by model, stratified per category (10% validation).",
+        "Views rendered with Cycles by `python -m softras_blender.training_views` from "
+        f"`{cfg['shapes']}` (419 ShapeNet, Pix3D and classic test models; 24 azimuths per elevation, distance "
+        "2.732, 30 deg field of view, 64x64 RGBA); the views file of each session is in the table below. "
+        "Split by model, stratified per category (10% validation).",
+        f"Generator input views: elevations {_elevations(cfg.get('input_elevations'))}; every other view of the object "
+        f"supervises. Mirrored shapes (flipped views, negated azimuths) in the last session: {cfg.get('mirror', False)}.",
         "",
         "## Training",
         "",
@@ -47,12 +54,13 @@ def card(path: Path) -> str:
         f"Adam (learning rate per session below), sigma {cfg['sigma']}, gamma {cfg['gamma']}; loss = soft IoU + {cfg['laplacian_weight']} "
         f"Laplacian + {cfg['flatten_weight']} flatten + {cfg['color_weight']} colour L1; bf16 autocast: {cfg.get('bf16', False)}.",
         "",
-        "| session start | device | processes | learning rate | steps | wall time |",
-        "|---|---|---|---|---|---|",
+        "| session start | device | processes | learning rate | views (input elevations, mirrored) | steps | wall time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in sessions:
-        lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {s['start_step']} -> {s['end_step']} "
-                     f"| {s['seconds'] / 60:.1f} min |")
+        views = f"`{s['views']}` ({_elevations(s.get('input_elevations'))}, {s.get('mirror', False)})" if "views" in s else "?"
+        lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {views} "
+                     f"| {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
     lines += [
         "",
         f"## Validation (step {meta['step']})",

@@ -166,3 +166,21 @@ def test_eval_command_prints_a_per_category_table(use_views, tiny_data, tiny_wei
     report = json.loads(capsys.readouterr().out)
     assert set(report["voxel_iou"]) == {"box", "ball"} and report["models"] == {"box": 4, "ball": 2}
     assert 0 <= report["mean_voxel_iou"] <= 1 and 0 <= report["mean_silhouette_iou"] <= 1
+
+
+def test_training_starts_from_exported_weights_without_a_checkpoint(tiny_data, tmp_path):
+    exported = tmp_path / "w.pt"
+    train(tiny_config(tiny_data, tmp_path / "first", steps=2, export=str(exported)), log=lambda m: None)
+    messages = []
+    cfg = tiny_config(tiny_data, tmp_path / "second", steps=3, lr=1e-12, init_weights=str(exported))
+    train(cfg, log=messages.append)
+    assert any("starting from" in m and "step 2" in m for m in messages)
+    state = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and [s["end_step"] for s in state["sessions"]] == [2, 3]
+    start, _ = load_weights(exported)
+    for k, v in start.state_dict().items():  # a negligible learning rate: the weights are the exported ones
+        if v.is_floating_point() and "running" not in k:
+            assert torch.allclose(state["model"][k], v, atol=1e-6), k
+    other = tiny_config(tiny_data, tmp_path / "third", init_weights=str(exported), model={**TINY_MODEL, "palette_size": 8})
+    with pytest.raises(ValueError, match="another model config"):
+        train(other, log=lambda m: None)

@@ -114,7 +114,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                               model_index=chosen, category=shapes.category[chosen], model_id=shapes.model_id[chosen],
                               split=np.full(len(chosen), split or "all"), distance=np.float32(2.732), fov=np.float32(30.0))
             views = ViewSet(path, None)
-    report = evaluate(model.to(args.device), views, shapes, views_per_model=args.views_per_model)
+    report = evaluate(model.to(args.device), views, shapes, views_per_model=args.views_per_model,
+                      elevations=args.elevation)
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
     return 0
 
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--views", help="views file rendered from --data (default: render with the engine's rasterizer)")
     ev.add_argument("--split", choices=("val", "train", "all"), default="val")
     ev.add_argument("--views-per-model", type=_positive_int, default=4)
+    ev.add_argument("--elevation", type=float, nargs="+", help="input views only at these elevations, degrees (default: all)")
     ev.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_cmd_eval)

@@ -169,9 +169,26 @@ class ViewSet:
     def image_size(self) -> int:
         return self.images.shape[2]
 
-    def cameras(self, views: torch.Tensor) -> Camera:
-        """Cameras of view indices (B,) int64."""
-        return Camera.from_angles(self.distance, self.elevations[views], self.azimuths[views], fov=self.fov)
+    def views_at(self, elevations: list[float] | None) -> torch.Tensor:
+        """Indices (K,) int64 of the views whose elevation (degrees) is in ``elevations``; all views for None."""
+        if elevations is None:
+            return torch.arange(self.num_views)
+        chosen = torch.isclose(self.elevations[:, None], torch.tensor(elevations, dtype=torch.float32)[None], atol=1e-3).any(1)
+        if not chosen.any():
+            found = sorted({round(float(e), 3) for e in self.elevations})
+            raise ValueError(f"no views at elevations {list(elevations)}; the views file has {found}")
+        return torch.nonzero(chosen).flatten()
+
+    def cameras(self, views: torch.Tensor, mirrored: torch.Tensor | None = None) -> Camera:
+        """Cameras of view indices (B,) int64; where ``mirrored`` (B,) bool, the azimuth is negated.
+
+        A view of a shape mirrored through its x = 0 plane at azimuth -a is the view at azimuth a flipped
+        left-right, so flipped images with these cameras show the mirrored shape.
+        """
+        azimuths = self.azimuths[views]
+        if mirrored is not None:
+            azimuths = torch.where(mirrored, -azimuths, azimuths)
+        return Camera.from_angles(self.distance, self.elevations[views], azimuths, fov=self.fov)
 
     def images_chw(self, models: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """(B, 4, S, S) float32 in [0, 1] for model and view indices (B,)."""
@@ -187,15 +204,31 @@ class TwoViewBatch:
     cameras_a: Camera
     cameras_b: Camera
     models: torch.Tensor  # (B,) int64 into the view set
+    mirrored: torch.Tensor  # (B,) bool: the object is the model's mirror image (x -> -x)
 
     def to(self, device: torch.device) -> "TwoViewBatch":
         return TwoViewBatch(self.images_a.to(device), self.images_b.to(device), self.cameras_a.to(device),
-                            self.cameras_b.to(device), self.models.to(device))
+                            self.cameras_b.to(device), self.models.to(device), self.mirrored.to(device))
 
 
-def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator) -> TwoViewBatch:
-    """Random objects, each with two distinct random views; deterministic given the generator's state."""
+def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator,
+                     input_views: torch.Tensor | None = None, mirror: bool = False) -> TwoViewBatch:
+    """Random objects, each with two distinct random views; deterministic given the generator's state.
+
+    View a (the generator's input) is drawn from ``input_views`` (K,) int64 view indices (all views when None);
+    view b, which only supervises, from all the other views. With ``mirror``, half of the objects (at random) are
+    replaced by their mirror images through the x = 0 plane: both images flipped left-right, azimuths negated
+    (exact for silhouettes; the light comes from the other side).
+    """
     models = torch.randint(views.num_models, (batch_size,), generator=generator)
-    va = torch.randint(views.num_views, (batch_size,), generator=generator)
+    if input_views is None:
+        va = torch.randint(views.num_views, (batch_size,), generator=generator)
+    else:
+        va = input_views[torch.randint(len(input_views), (batch_size,), generator=generator)]
     vb = (va + torch.randint(1, views.num_views, (batch_size,), generator=generator)) % views.num_views
-    return TwoViewBatch(views.images_chw(models, va), views.images_chw(models, vb), views.cameras(va), views.cameras(vb), models)
+    images_a, images_b = views.images_chw(models, va), views.images_chw(models, vb)
+    flip = (torch.rand(batch_size, generator=generator) < 0.5) if mirror else torch.zeros(batch_size, dtype=torch.bool)
+    if mirror:
+        images_a = torch.where(flip[:, None, None, None], images_a.flip(-1), images_a)
+        images_b = torch.where(flip[:, None, None, None], images_b.flip(-1), images_b)
+    return TwoViewBatch(images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip)

@@ -44,13 +44,18 @@ class EvalReport:
 
 
 @torch.no_grad()
-def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: int = 4, batch_size: int = 64) -> EvalReport:
-    """Reconstruct every model of ``views`` from ``views_per_model`` evenly spaced views and score it."""
+def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: int = 4, batch_size: int = 64,
+             elevations: list[float] | None = None) -> EvalReport:
+    """Reconstruct every model of ``views`` from ``views_per_model`` evenly spaced views and score it.
+
+    The input views are taken from those at ``elevations`` (degrees; all views when None), evenly spaced in order.
+    """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    step = max(1, views.num_views // views_per_model)
-    view_ids = torch.arange(0, views.num_views, step)[:views_per_model]
+    candidates = views.views_at(elevations)
+    step = max(1, len(candidates) // views_per_model)
+    view_ids = candidates[::step][:views_per_model]
     models = torch.arange(views.num_models).repeat_interleave(len(view_ids))
     vids = view_ids.repeat(views.num_models)
     settings = RasterSettings(views.image_size)

@@ -28,7 +28,7 @@ from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
 from softras.evaluate import evaluate, format_report
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, soft_iou_loss
-from softras.model import Generator, GeneratorConfig, save_weights
+from softras.model import Generator, GeneratorConfig, load_weights, save_weights
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
@@ -43,6 +43,7 @@ class TrainConfig:
     shapes: str
     out_dir: str = "runs/generator"
     export: str | None = None  # weights file (half precision) written at every validation and at the end
+    init_weights: str | None = None  # without a checkpoint in out_dir, start from these weights (fresh optimizer)
     steps: int = 10000
     batch_size: int = 64  # objects per step over all processes; each contributes two views
     lr: float = 1e-4
@@ -56,6 +57,8 @@ class TrainConfig:
     validate_every: int = 1000
     validate_views: int = 2
     device: str = "auto"
+    input_elevations: list[float] | None = None  # elevations (degrees) of the views fed to the generator; None: all
+    mirror: bool = False  # also train on the shapes' mirror images (x -> -x): flipped views, negated azimuths
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
     bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -147,6 +150,15 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
     return int(state["step"]), list(state.get("sessions", []))
 
 
+def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tuple[int, list[dict]]:
+    """Copy exported weights into ``model``; returns their step and session ledger, which training continues."""
+    source, metadata = load_weights(path)
+    if source.cfg != cfg.model:
+        raise ValueError(f"{path}: weights have another model config than the training config's [model]")
+    model.load_state_dict(source.state_dict())
+    return int(metadata.get("step", 0)), list(metadata.get("sessions", []))
+
+
 def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str], None] | None = None) -> Path:
     """Train (or resume) until ``cfg.steps`` or ``max_minutes``; returns the checkpoint path."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -166,12 +178,20 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     torch.manual_seed(cfg.seed)
     model = Generator(cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, sessions = _load_checkpoint(checkpoint, model, optimizer, cfg) if checkpoint.exists() else (0, [])
-    if step and rank == 0:
-        log(f"resuming from {checkpoint} at step {step}")
+    if checkpoint.exists():
+        step, sessions = _load_checkpoint(checkpoint, model, optimizer, cfg)
+        if rank == 0:
+            log(f"resuming from {checkpoint} at step {step}")
+    elif cfg.init_weights:
+        step, sessions = _load_initial_weights(Path(cfg.init_weights), model, cfg)
+        if rank == 0:
+            log(f"starting from {cfg.init_weights} (step {step}) with a fresh optimizer state")
+    else:
+        step, sessions = 0, []
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
-               "processes": world, "lr": cfg.lr, "start_step": step, "end_step": step, "seconds": 0.0}
+               "processes": world, "lr": cfg.lr, "views": cfg.views, "input_elevations": cfg.input_elevations,
+               "mirror": cfg.mirror, "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
 
@@ -183,6 +203,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     train_views = ViewSet(cfg.views, "train")
     if train_views.image_size != cfg.model.image_size:
         raise ValueError(f"views are {train_views.image_size} px but the model expects {cfg.model.image_size} px")
+    input_views = train_views.views_at(cfg.input_elevations)
     faces = model.faces
     settings = RasterSettings(cfg.model.image_size, sigma=cfg.sigma, gamma=cfg.gamma)
     laplacian = LaplacianLoss(faces.cpu(), model.shape_decoder.sign.shape[0]).to(device)
@@ -193,7 +214,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
 
     while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
         generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 4099 + rank)
-        batch = sample_two_views(train_views, cfg.batch_size // world, generator).to(device)
+        batch = sample_two_views(train_views, cfg.batch_size // world, generator, input_views, cfg.mirror).to(device)
         losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -223,7 +244,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
 
 
 def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions: list[dict], log: Callable[[str], None]) -> None:
-    report = evaluate(model, ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes), views_per_model=cfg.validate_views)
+    report = evaluate(model, ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes), views_per_model=cfg.validate_views,
+                      elevations=cfg.input_elevations)
     log(f"validation at step {step}:\n{format_report(report)}")
     with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
         fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")

@@ -1,0 +1,103 @@
+"""Choosing views: input elevations, mirrored shapes, evaluation restricted to some elevations."""
+
+import numpy as np
+import pytest
+import torch
+
+from softras.camera import Camera
+from softras.data import Shapes, ViewSet, render_views, sample_two_views, save_views
+from softras.evaluate import evaluate
+from softras.model import Generator, GeneratorConfig
+from softras.raster import RasterSettings, render_silhouette
+from softras.train import train
+
+from conftest import TINY_MODEL
+from test_generator import tiny_config
+
+
+@pytest.fixture(scope="module")
+def two_elevations(tiny_data, tmp_path_factory):
+    """The tiny shapes at elevations 0 and 30 (4 azimuths each), and the same views at 30 only."""
+    shapes_path, _ = tiny_data
+    shapes = Shapes.load(shapes_path)
+    azimuths = np.tile(np.arange(0, 360, 90, dtype=np.float32), 2)
+    elevations = np.repeat(np.array([0.0, 30.0], np.float32), 4)
+    index = np.arange(len(shapes))
+    images = render_views(shapes, index, elevations, azimuths, size=32)
+    root = tmp_path_factory.mktemp("views")
+    common = dict(model_index=index, category=shapes.category, model_id=shapes.model_id,
+                  split=np.array(["train", "val", "train", "train", "train", "val"]), distance=np.float32(2.732),
+                  fov=np.float32(30.0))
+    both = save_views(root / "both.npz", images=images, elevations=elevations, azimuths=azimuths, **common)
+    e30 = save_views(root / "e30.npz", images=images[:, 4:], elevations=elevations[4:], azimuths=azimuths[4:], **common)
+    return shapes_path, both, e30
+
+
+def test_views_at_selects_elevations(two_elevations):
+    _, both, _ = two_elevations
+    views = ViewSet(both, None)
+    assert views.views_at([30]).tolist() == [4, 5, 6, 7]
+    assert views.views_at([0, 30]).tolist() == list(range(8))
+    assert views.views_at(None).tolist() == list(range(8))
+    with pytest.raises(ValueError, match=r"no views at elevations \[45\].*\[0\.0, 30\.0\]"):
+        views.views_at([45])
+
+
+def test_input_views_come_from_the_chosen_elevation(two_elevations):
+    _, both, _ = two_elevations
+    views = ViewSet(both, None)
+    batch = sample_two_views(views, 200, torch.Generator().manual_seed(0), views.views_at([30]))
+    assert torch.allclose(batch.cameras_a.eye[:, 1], torch.full((200,), 2.732 * np.sin(np.radians(30))), atol=1e-5)
+    heights = batch.cameras_b.eye[:, 1]
+    assert (heights.abs() < 1e-5).any() and (heights > 1).any()  # supervising views at both elevations
+    assert not torch.equal(batch.images_a, batch.images_b)
+
+
+def test_a_flipped_view_shows_the_mirrored_shape():
+    """The premise of mirroring: view of mesh at azimuth a, flipped = view of the x-mirrored mesh at -a."""
+    vertices = torch.tensor([[-0.4, -0.3, -0.2], [0.45, -0.35, 0.1], [0.0, 0.4, -0.1], [0.2, 0.1, 0.45]])
+    faces = torch.tensor([[0, 1, 2], [0, 1, 3], [1, 2, 3], [0, 2, 3]])
+    settings = RasterSettings(48, sigma=1e-5)
+    for azimuth in (20.0, 135.0, 290.0):
+        view = render_silhouette(vertices[None], faces, Camera.from_angles(2.732, 30.0, azimuth), settings)
+        mirrored = render_silhouette((vertices * torch.tensor([-1.0, 1.0, 1.0]))[None], faces,
+                                     Camera.from_angles(2.732, 30.0, -azimuth), settings)
+        assert view.sum() > 50 and not torch.allclose(view, view.flip(-1), atol=0.1)  # not symmetric in the image
+        assert torch.allclose(view.flip(-1), mirrored, atol=1e-4)
+
+
+def test_mirrored_samples_flip_images_and_negate_azimuths(two_elevations):
+    _, both, _ = two_elevations
+    views = ViewSet(both, None)
+    plain = sample_two_views(views, 64, torch.Generator().manual_seed(3))
+    mirrored = sample_two_views(views, 64, torch.Generator().manual_seed(3), mirror=True)
+    assert torch.equal(plain.models, mirrored.models)  # same draws, then the flips
+    assert not plain.mirrored.any()
+    flipped = mirrored.mirrored
+    assert 10 < int(flipped.sum()) < 54
+    same = ~flipped
+    assert torch.equal(mirrored.images_a[same], plain.images_a[same])
+    assert torch.equal(mirrored.images_a[flipped], plain.images_a[flipped].flip(-1))
+    assert torch.equal(mirrored.images_b[flipped], plain.images_b[flipped].flip(-1))
+    for a, b in ((mirrored.cameras_a, plain.cameras_a), (mirrored.cameras_b, plain.cameras_b)):
+        mirror = torch.tensor([-1.0, 1.0, 1.0])
+        assert torch.allclose(a.eye[flipped], b.eye[flipped] * mirror, atol=1e-5)
+
+
+def test_evaluation_at_one_elevation_matches_a_file_with_only_those_views(two_elevations):
+    shapes_path, both, e30 = two_elevations
+    torch.manual_seed(0)
+    model = Generator(GeneratorConfig(**TINY_MODEL))
+    shapes = Shapes.load(shapes_path)
+    chosen = evaluate(model, ViewSet(both, "val"), shapes, views_per_model=2, elevations=[30])
+    only = evaluate(model, ViewSet(e30, "val"), shapes, views_per_model=2)
+    assert chosen.voxel_iou == only.voxel_iou and chosen.silhouette_iou == only.silhouette_iou
+
+
+def test_training_with_input_elevations_and_mirror(two_elevations, tmp_path):
+    shapes_path, both, _ = two_elevations
+    cfg = tiny_config((shapes_path, both), tmp_path, steps=2, input_elevations=[30], mirror=True)
+    train(cfg, log=lambda m: None)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["input_elevations"] == [30]
+    with pytest.raises(ValueError, match="no views at elevations"):
+        train(tiny_config((shapes_path, both), tmp_path / "other", steps=1, input_elevations=[10]), log=lambda m: None)
