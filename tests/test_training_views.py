@@ -101,3 +101,32 @@ def test_training_with_input_elevations_and_mirror(two_elevations, tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["input_elevations"] == [30]
     with pytest.raises(ValueError, match="no views at elevations"):
         train(tiny_config((shapes_path, both), tmp_path / "other", steps=1, input_elevations=[10]), log=lambda m: None)
+
+
+def test_category_balance_draws_categories_equally_often(tiny_data):
+    _, views_path = tiny_data
+    views = ViewSet(views_path, "train")  # 3 boxes and 1 ball
+    assert views.model_weights(0.0).tolist() == [1.0] * 4
+    g = torch.Generator().manual_seed(0)
+    uniform = sample_two_views(views, 4000, g).models
+    balanced = sample_two_views(views, 4000, g, model_weights=views.model_weights(1.0)).models
+    is_ball = torch.from_numpy(views.category == "ball")
+    assert abs(float(is_ball[uniform].float().mean()) - 0.25) < 0.03
+    assert abs(float(is_ball[balanced].float().mean()) - 0.5) < 0.03
+    with pytest.raises(ValueError, match="category_balance"):
+        views.model_weights(1.5)
+
+
+def test_export_best_keeps_better_weights(tiny_data, tmp_path):
+    from softras.model import load_weights, save_weights
+
+    export = tmp_path / "w.pt"
+    for claimed, replaced in ((2.0, False), (-1.0, True)):
+        save_weights(Generator(GeneratorConfig(**TINY_MODEL)), export, metadata={"validation": {"mean_voxel_iou": claimed}})
+        messages = []
+        cfg = tiny_config(tiny_data, tmp_path / str(claimed), steps=2, validate_every=2, export=str(export),
+                          export_best=True, category_balance=0.5)
+        train(cfg, log=messages.append)
+        metadata = load_weights(export)[1]
+        assert (metadata.get("step") == 2) is replaced
+        assert any("does not beat 2.0000" in m for m in messages) is not replaced

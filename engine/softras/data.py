@@ -179,6 +179,16 @@ class ViewSet:
             raise ValueError(f"no views at elevations {list(elevations)}; the views file has {found}")
         return torch.nonzero(chosen).flatten()
 
+    def model_weights(self, category_balance: float) -> torch.Tensor:
+        """Sampling weight (N,) float64 of each model: ``n ** -category_balance`` for a category of n models.
+
+        0 draws every model equally often; 1 draws every category equally often.
+        """
+        if not 0.0 <= category_balance <= 1.0:
+            raise ValueError("category_balance must lie in [0, 1]")
+        _, inverse, counts = np.unique(self.category, return_inverse=True, return_counts=True)
+        return torch.from_numpy(counts[inverse].astype(np.float64) ** -category_balance)
+
     def cameras(self, views: torch.Tensor, mirrored: torch.Tensor | None = None) -> Camera:
         """Cameras of view indices (B,) int64; where ``mirrored`` (B,) bool, the azimuth is negated.
 
@@ -212,15 +222,21 @@ class TwoViewBatch:
 
 
 def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator,
-                     input_views: torch.Tensor | None = None, mirror: bool = False) -> TwoViewBatch:
+                     input_views: torch.Tensor | None = None, mirror: bool = False,
+                     model_weights: torch.Tensor | None = None) -> TwoViewBatch:
     """Random objects, each with two distinct random views; deterministic given the generator's state.
 
+    Objects are drawn with replacement in proportion to ``model_weights`` (N,) (uniformly when None, see
+    :meth:`ViewSet.model_weights`).
     View a (the generator's input) is drawn from ``input_views`` (K,) int64 view indices (all views when None);
     view b, which only supervises, from all the other views. With ``mirror``, half of the objects (at random) are
     replaced by their mirror images through the x = 0 plane: both images flipped left-right, azimuths negated
     (exact for silhouettes; the light comes from the other side).
     """
-    models = torch.randint(views.num_models, (batch_size,), generator=generator)
+    if model_weights is None:
+        models = torch.randint(views.num_models, (batch_size,), generator=generator)
+    else:
+        models = torch.multinomial(model_weights, batch_size, replacement=True, generator=generator)
     if input_views is None:
         va = torch.randint(views.num_views, (batch_size,), generator=generator)
     else:

@@ -28,7 +28,7 @@ from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
 from softras.evaluate import evaluate, format_report
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, soft_iou_loss
-from softras.model import Generator, GeneratorConfig, load_weights, save_weights
+from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
@@ -43,6 +43,7 @@ class TrainConfig:
     shapes: str
     out_dir: str = "runs/generator"
     export: str | None = None  # weights file (half precision) written at every validation and at the end
+    export_best: bool = False  # export only weights whose validation mean voxel IoU beats the export file's own
     init_weights: str | None = None  # without a checkpoint in out_dir, start from these weights (fresh optimizer)
     steps: int = 10000
     batch_size: int = 64  # objects per step over all processes; each contributes two views
@@ -59,6 +60,7 @@ class TrainConfig:
     device: str = "auto"
     input_elevations: list[float] | None = None  # elevations (degrees) of the views fed to the generator; None: all
     mirror: bool = False  # also train on the shapes' mirror images (x -> -x): flipped views, negated azimuths
+    category_balance: float = 0.0  # 0: every model equally often; 1: every category equally often (ViewSet.model_weights)
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
     bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -191,7 +193,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
                "processes": world, "lr": cfg.lr, "views": cfg.views, "input_elevations": cfg.input_elevations,
-               "mirror": cfg.mirror, "start_step": step, "end_step": step, "seconds": 0.0}
+               "mirror": cfg.mirror,
+               "category_balance": cfg.category_balance, "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
 
@@ -204,6 +207,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     if train_views.image_size != cfg.model.image_size:
         raise ValueError(f"views are {train_views.image_size} px but the model expects {cfg.model.image_size} px")
     input_views = train_views.views_at(cfg.input_elevations)
+    model_weights = train_views.model_weights(cfg.category_balance) if cfg.category_balance else None
     faces = model.faces
     settings = RasterSettings(cfg.model.image_size, sigma=cfg.sigma, gamma=cfg.gamma)
     laplacian = LaplacianLoss(faces.cpu(), model.shape_decoder.sign.shape[0]).to(device)
@@ -214,7 +218,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
 
     while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
         generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 4099 + rank)
-        batch = sample_two_views(train_views, cfg.batch_size // world, generator, input_views, cfg.mirror).to(device)
+        batch = sample_two_views(train_views, cfg.batch_size // world, generator, input_views, cfg.mirror,
+                                 model_weights).to(device)
         losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -249,6 +254,15 @@ def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions
     log(f"validation at step {step}:\n{format_report(report)}")
     with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
         fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")
-    if cfg.export:
-        save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "train_config": cfg.as_dict(),
-                                                  "sessions": sessions, "torch": str(torch.__version__)})
+    if not cfg.export:
+        return
+    if cfg.export_best and Path(cfg.export).is_file():
+        try:
+            best = float(load_weights(cfg.export)[1]["validation"]["mean_voxel_iou"])
+        except (WeightsError, KeyError, TypeError, ValueError):
+            best = None  # an unreadable or foreign export is replaced
+        if best is not None and report.mean_voxel_iou <= best:
+            log(f"mean voxel IoU {report.mean_voxel_iou:.4f} does not beat {best:.4f} of {cfg.export}: not exported")
+            return
+    save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "train_config": cfg.as_dict(),
+                                              "sessions": sessions, "torch": str(torch.__version__)})
