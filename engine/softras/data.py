@@ -12,6 +12,7 @@ with the engine's own rasterizer (no Blender needed: tests, quick experiments, e
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
@@ -156,6 +157,22 @@ class ViewSet:
             self.model_id = z["model_id"][keep]
             self.distance = float(z["distance"])
             self.fov = float(z["fov"])
+
+    def concat(self, other: "ViewSet") -> "ViewSet":
+        """The models of both sets in one, for training; ``other``'s models get ``model_index`` -1.
+
+        Both must have the same cameras (elevations, azimuths, distance, fov) and image size.
+        """
+        same = (torch.equal(self.elevations, other.elevations) and torch.equal(self.azimuths, other.azimuths)
+                and self.distance == other.distance and self.fov == other.fov and self.image_size == other.image_size)
+        if not same:
+            raise ValueError("view sets must have the same cameras and image size to be concatenated")
+        merged = copy.copy(self)
+        merged.images = torch.cat([self.images, other.images])
+        merged.model_index = np.concatenate([self.model_index, np.full(other.num_models, -1)])
+        merged.category = np.concatenate([self.category, other.category])
+        merged.model_id = np.concatenate([self.model_id, other.model_id])
+        return merged
 
     @property
     def num_models(self) -> int:

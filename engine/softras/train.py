@@ -41,6 +41,7 @@ class TrainConfig:
 
     views: str
     shapes: str
+    extra_views: list[str] = field(default_factory=list)  # views files of extra training shapes, never validated
     out_dir: str = "runs/generator"
     export: str | None = None  # weights file (half precision) written at every validation and at the end
     export_best: bool = False  # export only weights whose validation mean voxel IoU beats the export file's own
@@ -192,9 +193,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
         step, sessions = 0, []
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
-               "processes": world, "lr": cfg.lr, "views": cfg.views, "input_elevations": cfg.input_elevations,
-               "mirror": cfg.mirror,
-               "category_balance": cfg.category_balance, "start_step": step, "end_step": step, "seconds": 0.0}
+               "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
+               "input_elevations": cfg.input_elevations, "mirror": cfg.mirror, "category_balance": cfg.category_balance,
+               "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
 
@@ -204,6 +205,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
     train_views = ViewSet(cfg.views, "train")
+    for path in cfg.extra_views:
+        train_views = train_views.concat(ViewSet(path, None))
     if train_views.image_size != cfg.model.image_size:
         raise ValueError(f"views are {train_views.image_size} px but the model expects {cfg.model.image_size} px")
     input_views = train_views.views_at(cfg.input_elevations)

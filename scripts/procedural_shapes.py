@@ -1,0 +1,233 @@
+"""Procedural furniture made of boxes, saved as a shapes file (the layout of ``shared/data/shapes_train.npz``).
+
+    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_shapes.npz --count 400
+    .venv/bin/python -m softras_blender.training_views --data cache/procedural_shapes.npz \\
+        --out cache/views_procedural_e0_30.npz --elevations 0 30 --val-fraction 0
+
+Tables, chairs, benches, beds, desks and shelves with random proportions, thin legs, slats and open frames: the
+shapes the real data has few of and a deformed sphere finds hardest (space under table tops and seats). Object
+frame as in the data README: Y-up, bounding box centred and scaled to a largest extent of 1; chair, bench and
+bed backs on the +z side like the Pix3D and ShapeNet models. Every part is a closed box, so ``voxels`` (winding
+number) and ``voxels_shell`` (plus surface) follow the README's definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from softras.fileio import atomic_write
+from softras.voxelize import surface_voxels, winding_number_grid
+
+_BOX_FACES = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+                       [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], np.int64)
+_CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)], np.float64)
+_WOODS = np.array([[140, 90, 50], [190, 140, 90], [100, 60, 35], [220, 190, 150], [60, 40, 30]], np.float64)
+
+
+class _Parts:
+    """Boxes with colours, collected into one mesh."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.boxes, self.colors = rng, [], []
+
+    def box(self, lo: tuple[float, float, float], hi: tuple[float, float, float], color: np.ndarray) -> None:
+        lo_, hi_ = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        self.boxes.append((lo_ + hi_) / 2 + _CORNERS * (hi_ - lo_))
+        self.colors.append(color)
+
+    def color(self) -> np.ndarray:
+        if self.rng.random() < 0.6:
+            base = _WOODS[self.rng.integers(len(_WOODS))]
+        else:
+            base = self.rng.uniform(30, 230, 3) if self.rng.random() < 0.5 else np.full(3, self.rng.uniform(30, 230))
+        return np.clip(base * self.rng.uniform(0.85, 1.15), 0, 255)
+
+    def mesh(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        vertices = np.concatenate(self.boxes)
+        lo, hi = vertices.min(0), vertices.max(0)
+        vertices = (vertices - (lo + hi) / 2) / (hi - lo).max()
+        faces = np.concatenate([_BOX_FACES + 8 * i for i in range(len(self.boxes))])
+        colors = np.repeat(np.stack(self.colors), 12, axis=0)
+        return vertices.astype(np.float32), faces.astype(np.int32), np.round(colors).astype(np.uint8)
+
+
+def _legs(p: _Parts, x: float, z: float, height: float, t: float, color: np.ndarray) -> None:
+    """Four legs of thickness t under the rectangle |x'| <= x, |z'| <= z, from y = 0 to ``height``."""
+    for sx in (-1, 1):
+        for sz in (-1, 1):
+            p.box((sx * x - t / 2, 0, sz * z - t / 2), (sx * x + t / 2, height, sz * z + t / 2), color)
+
+
+def table(p: _Parts) -> None:
+    r = p.rng
+    w, d, h, top = r.uniform(0.6, 1.6), r.uniform(0.4, 1.0), r.uniform(0.5, 0.9), r.uniform(0.02, 0.08)
+    wood, legs = p.color(), p.color() if r.random() < 0.4 else None
+    legs = wood if legs is None else legs
+    p.box((-w / 2, h - top, -d / 2), (w / 2, h, d / 2), wood)
+    if r.random() < 0.2:  # pedestal
+        t = r.uniform(0.05, 0.15)
+        p.box((-t / 2, 0.03, -t / 2), (t / 2, h - top, t / 2), legs)
+        b = r.uniform(0.2, 0.45) * min(w, d)
+        p.box((-b, 0, -b), (b, 0.03, b), legs)
+        return
+    t, inset = r.uniform(0.025, 0.08), r.uniform(0.0, 0.08)
+    _legs(p, w / 2 - inset - t / 2, d / 2 - inset - t / 2, h - top, t, legs)
+    if r.random() < 0.4:  # stretchers
+        y, s = r.uniform(0.1, 0.4) * h, t * 0.6
+        x, z = w / 2 - inset - t / 2, d / 2 - inset - t / 2
+        p.box((-x, y, -z - s / 2), (x, y + s, -z + s / 2), legs)
+        p.box((-x, y, z - s / 2), (x, y + s, z + s / 2), legs)
+
+
+def chair(p: _Parts) -> None:
+    r = p.rng
+    w, d, h = r.uniform(0.4, 0.6), r.uniform(0.4, 0.6), r.uniform(0.38, 0.5)
+    seat_t, back_h, t = r.uniform(0.03, 0.1), r.uniform(0.3, 0.6), r.uniform(0.025, 0.06)
+    frame, seat = p.color(), p.color()
+    p.box((-w / 2, h - seat_t, -d / 2), (w / 2, h, d / 2), seat)
+    if r.random() < 0.25:  # swivel base
+        p.box((-t, 0.05, -t), (t, h - seat_t, t), frame)
+        for angle in np.arange(5) * 2 * np.pi / 5 + r.uniform(0, 1):
+            c, s = np.cos(angle) * 0.25, np.sin(angle) * 0.25
+            p.box((min(0, c) - t / 2, 0, min(0, s) - t / 2), (max(0, c) + t / 2, 0.05, max(0, s) + t / 2), frame)
+    else:
+        _legs(p, w / 2 - t / 2, d / 2 - t / 2, h - seat_t, t, frame)
+    bt = r.uniform(0.025, 0.06)
+    z0 = d / 2 - bt
+    if r.random() < 0.5:  # panel
+        p.box((-w / 2, h, z0), (w / 2, h + back_h, d / 2), seat)
+    else:  # posts, top rail and slats
+        for sx in (-1, 1):
+            p.box((sx * (w / 2 - t / 2) - t / 2, h, z0), (sx * (w / 2 - t / 2) + t / 2, h + back_h, d / 2), frame)
+        p.box((-w / 2, h + back_h - 0.06, z0), (w / 2, h + back_h, d / 2), frame)
+        n = r.integers(0, 5)
+        for k in range(n):
+            x = -w / 2 + (k + 1) * w / (n + 1)
+            p.box((x - 0.015, h, z0), (x + 0.015, h + back_h - 0.06, d / 2), frame)
+    if r.random() < 0.3:  # arms
+        ah = r.uniform(0.15, 0.25)
+        for sx in (-1, 1):
+            p.box((sx * w / 2 - 0.03, h + ah - 0.03, -d / 2), (sx * w / 2 + 0.03, h + ah, d / 2), frame)
+            p.box((sx * w / 2 - 0.02, h, -d / 2 + 0.02), (sx * w / 2 + 0.02, h + ah, -d / 2 + 0.06), frame)
+
+
+def bench(p: _Parts) -> None:
+    r = p.rng
+    w, d, h, top = r.uniform(1.0, 1.8), r.uniform(0.3, 0.5), r.uniform(0.35, 0.5), r.uniform(0.03, 0.08)
+    wood, frame = p.color(), p.color()
+    if r.random() < 0.5:  # slats
+        n = r.integers(3, 6)
+        gap = d / n
+        for k in range(n):
+            p.box((-w / 2, h - top, -d / 2 + k * gap), (w / 2, h, -d / 2 + (k + 0.7) * gap), wood)
+    else:
+        p.box((-w / 2, h - top, -d / 2), (w / 2, h, d / 2), wood)
+    if r.random() < 0.5:  # slab ends
+        s = r.uniform(0.03, 0.08)
+        for sx in (-1, 1):
+            x = sx * (w / 2 - r.uniform(0.05, 0.15))
+            p.box((x - s / 2, 0, -d / 2), (x + s / 2, h - top, d / 2), frame)
+    else:
+        _legs(p, w / 2 - 0.06, d / 2 - 0.04, h - top, r.uniform(0.03, 0.06), frame)
+    if r.random() < 0.4:  # back
+        p.box((-w / 2, h, d / 2 - 0.04), (w / 2, h + r.uniform(0.25, 0.45), d / 2), wood)
+
+
+def bed(p: _Parts) -> None:
+    r = p.rng
+    w, length, h = r.uniform(0.9, 1.8), r.uniform(1.9, 2.1), r.uniform(0.15, 0.3)
+    frame, mattress = p.color(), np.clip(np.full(3, r.uniform(180, 245)) * r.uniform(0.9, 1.0, 3), 0, 255)
+    leg = r.uniform(0.0, 0.15)
+    if leg > 0.03:
+        _legs(p, w / 2 - 0.04, length / 2 - 0.04, leg, 0.06, frame)
+    p.box((-w / 2, leg, -length / 2), (w / 2, leg + h, length / 2), frame)
+    p.box((-w / 2 + 0.03, leg + h, -length / 2 + 0.03), (w / 2 - 0.03, leg + h + r.uniform(0.1, 0.25), length / 2 - 0.03), mattress)
+    p.box((-w / 2, 0, length / 2), (w / 2, leg + h + r.uniform(0.4, 0.9), length / 2 + 0.06), frame)  # headboard at +z
+    if r.random() < 0.4:
+        p.box((-w / 2, 0, -length / 2 - 0.06), (w / 2, leg + h + r.uniform(0.1, 0.35), -length / 2), frame)
+
+
+def desk(p: _Parts) -> None:
+    r = p.rng
+    w, d, h, top = r.uniform(1.0, 1.6), r.uniform(0.5, 0.8), r.uniform(0.7, 0.78), r.uniform(0.03, 0.06)
+    wood, side = p.color(), p.color()
+    p.box((-w / 2, h - top, -d / 2), (w / 2, h, d / 2), wood)
+    s = r.uniform(0.03, 0.06)
+    left = r.random() < 0.5
+    for sx in (-1, 1):
+        if left and sx == -1 or (not left and sx == 1 and r.random() < 0.5):
+            cw = r.uniform(0.3, 0.45)  # drawer block
+            x0 = -w / 2 if sx == -1 else w / 2 - cw
+            p.box((x0, 0, -d / 2 + 0.02), (x0 + cw, h - top, d / 2 - 0.02), side)
+        else:
+            p.box((sx * w / 2 - (s if sx == 1 else 0), 0, -d / 2), (sx * w / 2 + (s if sx == -1 else 0), h - top, d / 2), side)
+    if r.random() < 0.5:  # modesty panel at the back
+        p.box((-w / 2, h * 0.4, d / 2 - 0.04), (w / 2, h - top, d / 2 - 0.02), side)
+
+
+def shelf(p: _Parts) -> None:
+    r = p.rng
+    w, d, h, s = r.uniform(0.5, 1.2), r.uniform(0.25, 0.45), r.uniform(0.8, 2.0), r.uniform(0.02, 0.05)
+    wood = p.color()
+    for sx in (-1, 1):
+        p.box((sx * w / 2 - s / 2, 0, -d / 2), (sx * w / 2 + s / 2, h, d / 2), wood)
+    n = r.integers(2, 7)
+    for k in range(n + 1):
+        y = k * (h - s) / n
+        p.box((-w / 2, y, -d / 2), (w / 2, y + s, d / 2), wood)
+    if r.random() < 0.5:
+        p.box((-w / 2, 0, d / 2 - 0.01), (w / 2, h, d / 2), wood)
+
+
+KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf}
+WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1}
+
+
+def make(count: int, seed: int) -> dict[str, np.ndarray]:
+    """``count`` random pieces of furniture as the arrays of a shapes file.
+
+    All share the category ``procedural`` (so category-balanced sampling treats them as one category); the kind
+    is in the model id, ``procedural_<kind>_<index>``.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(KINDS)
+    kinds = rng.choice(names, size=count, p=[WEIGHTS[k] for k in names])
+    verts, faces, colors, vox, shell = [], [], [], [], []
+    for kind in kinds:
+        parts = _Parts(rng)
+        KINDS[str(kind)](parts)
+        v, f, c = parts.mesh()
+        verts.append(v), faces.append(f), colors.append(c)
+        vt, ft = torch.from_numpy(v), torch.from_numpy(f.astype(np.int64))
+        inside = winding_number_grid(vt, ft).abs() >= 0.5
+        vox.append(np.packbits(inside.numpy().ravel()))
+        shell.append(np.packbits((inside | surface_voxels(vt, ft)).numpy().ravel()))
+    return dict(
+        vertices=np.concatenate(verts), faces=np.concatenate(faces), face_colors=np.concatenate(colors),
+        vert_offsets=np.cumsum([0] + [len(v) for v in verts]).astype(np.int64),
+        face_offsets=np.cumsum([0] + [len(f) for f in faces]).astype(np.int64),
+        voxels=np.stack(vox), voxels_shell=np.stack(shell),
+        category=np.array(["procedural"] * count), model_id=np.array([f"procedural_{k}_{i:05d}" for i, k in enumerate(kinds)]),
+        source=np.array(["procedural"] * count), has_color=np.ones(count, bool),
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--count", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **make(args.count, args.seed))
+    print(atomic_write(args.out, lambda fh: fh.write(buffer.getvalue())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""scripts/procedural_shapes.py: box furniture in the shapes-file layout, usable as extra training views."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from softras.data import Shapes, ViewSet, render_views, save_views
+from softras.train import train
+
+from test_generator import tiny_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from procedural_shapes import make  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def procedural(tmp_path_factory):
+    root = tmp_path_factory.mktemp("procedural")
+    path = root / "shapes.npz"
+    np.savez_compressed(path, **make(8, seed=1))
+    return path
+
+
+def test_shapes_follow_the_data_conventions(procedural):
+    shapes = Shapes.load(procedural)
+    assert len(shapes) == 8 and set(shapes.category) == {"procedural"}
+    assert all(m.startswith("procedural_") for m in shapes.model_id) and len(set(shapes.model_id)) == 8
+    with np.load(procedural) as z:
+        voxels, shell = np.unpackbits(z["voxels"], axis=1), np.unpackbits(z["voxels_shell"], axis=1)
+    assert (shell >= voxels).all() and (voxels.sum(1) > 0).all()
+    for i in range(len(shapes)):
+        mesh, colors = shapes.mesh(i)
+        lo, hi = mesh.vertices.min(0).values, mesh.vertices.max(0).values
+        assert torch.allclose((lo + hi) / 2, torch.zeros(3), atol=1e-6) and abs(float((hi - lo).max()) - 1) < 1e-6
+        assert colors.shape == (mesh.faces.shape[0], 3) and mesh.faces.max() < mesh.vertices.shape[0]
+    assert make(3, seed=5)["vertices"].tobytes() == make(3, seed=5)["vertices"].tobytes()
+
+
+def test_extra_views_join_the_training_set(procedural, tiny_data, tmp_path):
+    shapes = Shapes.load(procedural)
+    azimuths = np.arange(0, 360, 45, dtype=np.float32)
+    elevations = np.full_like(azimuths, 30.0)
+    extra = save_views(tmp_path / "extra.npz", images=render_views(shapes, range(8), elevations, azimuths, size=32),
+                       elevations=elevations, azimuths=azimuths, model_index=np.arange(8), category=shapes.category,
+                       model_id=shapes.model_id, split=np.full(8, "train"), distance=np.float32(2.732), fov=np.float32(30.0))
+    base = ViewSet(tiny_data[1], "train")
+    merged = base.concat(ViewSet(extra, None))
+    assert merged.num_models == base.num_models + 8 and (merged.model_index[base.num_models:] == -1).all()
+    assert torch.equal(merged.images[: base.num_models], base.images) and base.num_models == 4
+    other = save_views(tmp_path / "other.npz", images=np.zeros((1, 8, 32, 32, 4), np.uint8), elevations=elevations,
+                       azimuths=azimuths + 1, model_index=np.arange(1), category=np.array(["x"]), model_id=np.array(["x"]),
+                       split=np.array(["train"]), distance=np.float32(2.732), fov=np.float32(30.0))
+    with pytest.raises(ValueError, match="same cameras"):
+        base.concat(ViewSet(other, None))
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=2, extra_views=[str(extra)], category_balance=1.0)
+    train(cfg, log=lambda m: None)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["sessions"][-1]["extra_views"] == [str(extra)]
