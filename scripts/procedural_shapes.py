@@ -3,11 +3,13 @@
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_shapes.npz --count 400
     .venv/bin/python -m softras_blender.training_views --data cache/procedural_shapes.npz \\
         --out cache/views_procedural_e0_30.npz --elevations 0 30 --val-fraction 0
+    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_vessels.npz --count 200 --kinds vessel --seed 1
 
 Tables, chairs, benches, beds, desks and shelves with random proportions, thin legs, slats and open frames: the
-shapes the real data has few of and a deformed sphere finds hardest (space under table tops and seats). Object
+shapes the real data has few of and a deformed sphere finds hardest (space under table tops and seats); and, with
+``--kinds vessel``, vases, bottles and jars turned from random profiles (the real data has 8 of each). Object
 frame as in the data README: Y-up, bounding box centred and scaled to a largest extent of 1; chair, bench and
-bed backs on the +z side like the Pix3D and ShapeNet models. Every part is a closed box, so ``voxels`` (winding
+bed backs on the +z side like the Pix3D and ShapeNet models. Every part is closed, so ``voxels`` (winding
 number) and ``voxels_shell`` (plus surface) follow the README's definitions.
 """
 
@@ -30,14 +32,30 @@ _WOODS = np.array([[140, 90, 50], [190, 140, 90], [100, 60, 35], [220, 190, 150]
 
 
 class _Parts:
-    """Boxes with colours, collected into one mesh."""
+    """Closed parts (boxes, solids of revolution) with one colour each, collected into one mesh."""
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self.rng, self.boxes, self.colors = rng, [], []
+        self.rng, self.parts, self.colors = rng, [], []
 
     def box(self, lo: tuple[float, float, float], hi: tuple[float, float, float], color: np.ndarray) -> None:
         lo_, hi_ = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-        self.boxes.append((lo_ + hi_) / 2 + _CORNERS * (hi_ - lo_))
+        self.parts.append(((lo_ + hi_) / 2 + _CORNERS * (hi_ - lo_), _BOX_FACES))
+        self.colors.append(color)
+
+    def lathe(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24) -> None:
+        """The profile ``radii`` (K,) at increasing ``heights`` (K,) turned about the y axis, capped at both ends."""
+        k = len(radii)
+        angle = np.arange(segments) * 2 * np.pi / segments
+        rings = np.stack([np.outer(radii, np.cos(angle)), np.repeat(heights[:, None], segments, 1),
+                          np.outer(radii, np.sin(angle))], -1).reshape(-1, 3)
+        vertices = np.concatenate([rings, [[0, heights[0], 0], [0, heights[-1], 0]]])
+        j, i = np.meshgrid(np.arange(segments), np.arange(k - 1))
+        a, b = i * segments + j, i * segments + (j + 1) % segments
+        side = np.concatenate([np.stack([a, a + segments, b], -1).reshape(-1, 3), np.stack([b, a + segments, b + segments], -1).reshape(-1, 3)])
+        ring = np.arange(segments)
+        bottom = np.stack([np.full(segments, k * segments), (ring + 1) % segments, ring], -1)
+        top = np.stack([np.full(segments, k * segments + 1), (k - 1) * segments + ring, (k - 1) * segments + (ring + 1) % segments], -1)
+        self.parts.append((vertices, np.concatenate([side, bottom, top])))
         self.colors.append(color)
 
     def color(self) -> np.ndarray:
@@ -48,11 +66,12 @@ class _Parts:
         return np.clip(base * self.rng.uniform(0.85, 1.15), 0, 255)
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        vertices = np.concatenate(self.boxes)
+        vertices = np.concatenate([v for v, _ in self.parts])
         lo, hi = vertices.min(0), vertices.max(0)
         vertices = (vertices - (lo + hi) / 2) / (hi - lo).max()
-        faces = np.concatenate([_BOX_FACES + 8 * i for i in range(len(self.boxes))])
-        colors = np.repeat(np.stack(self.colors), 12, axis=0)
+        starts = np.cumsum([0] + [len(v) for v, _ in self.parts])
+        faces = np.concatenate([f + start for (_, f), start in zip(self.parts, starts)])
+        colors = np.concatenate([np.repeat(c[None], len(f), 0) for (_, f), c in zip(self.parts, self.colors)])
         return vertices.astype(np.float32), faces.astype(np.int32), np.round(colors).astype(np.uint8)
 
 
@@ -184,19 +203,43 @@ def shelf(p: _Parts) -> None:
         p.box((-w / 2, 0, d / 2 - 0.01), (w / 2, h, d / 2), wood)
 
 
-KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf}
-WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1}
+def _profile(rng: np.random.Generator, knots: int, low: float, high: float, samples: int = 16) -> np.ndarray:
+    """A smooth random radius profile (samples,) between ``low`` and ``high``."""
+    control = rng.uniform(low, high, knots)
+    return np.interp(np.linspace(0, 1, samples), np.linspace(0, 1, knots), control)
 
 
-def make(count: int, seed: int) -> dict[str, np.ndarray]:
+def vessel(p: _Parts) -> None:
+    """Vases, bottles, jars and cups: a random smooth profile turned about the y axis."""
+    r = p.rng
+    height = r.uniform(0.6, 2.5)
+    radii = _profile(r, r.integers(3, 6), 0.12, 0.5)
+    if r.random() < 0.5:  # bottle: a narrow neck over the last third
+        neck = int(len(radii) * r.uniform(0.6, 0.8))
+        radii[neck:] = r.uniform(0.06, 0.14)
+    heights = np.linspace(0, height, len(radii))
+    p.lathe(radii, heights, p.color())
+    if r.random() < 0.25:  # a handle on the side, touching the body along its whole height
+        y0 = r.uniform(0.2, 0.6) * height
+        y1 = y0 + r.uniform(0.15, 0.3) * height
+        inner = float(np.interp(np.linspace(y0, y1, 8), heights, radii).min())
+        p.box((inner - 0.02, y0, -0.03), (inner + 0.15, y1, 0.03), p.color())
+
+
+KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf, "vessel": vessel}
+WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1, "vessel": 0.0}
+
+
+def make(count: int, seed: int, kinds: list[str] | None = None) -> dict[str, np.ndarray]:
     """``count`` random pieces of furniture as the arrays of a shapes file.
 
     All share the category ``procedural`` (so category-balanced sampling treats them as one category); the kind
     is in the model id, ``procedural_<kind>_<index>``.
     """
     rng = np.random.default_rng(seed)
-    names = list(KINDS)
-    kinds = rng.choice(names, size=count, p=[WEIGHTS[k] for k in names])
+    names = kinds or [k for k in KINDS if WEIGHTS[k] > 0]
+    weights = np.array([WEIGHTS[k] if not kinds else 1.0 for k in names])
+    kinds = rng.choice(names, size=count, p=weights / weights.sum())
     verts, faces, colors, vox, shell = [], [], [], [], []
     for kind in kinds:
         parts = _Parts(rng)
@@ -222,10 +265,11 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--count", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", nargs="+", choices=sorted(KINDS), help="only these kinds, equally often (default: furniture)")
     args = ap.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **make(args.count, args.seed))
+    np.savez_compressed(buffer, **make(args.count, args.seed, args.kinds))
     print(atomic_write(args.out, lambda fh: fh.write(buffer.getvalue())))
 
 

@@ -59,3 +59,16 @@ def test_extra_views_join_the_training_set(procedural, tiny_data, tmp_path):
     train(cfg, log=lambda m: None)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["sessions"][-1]["extra_views"] == [str(extra)]
+
+
+def test_every_part_is_closed():
+    """Closed parts make the winding-number voxels meaningful: every edge is shared by exactly two faces."""
+    for kinds in (None, ["vessel"]):
+        arrays = make(6, seed=2, kinds=kinds)
+        for i in range(6):
+            f = arrays["faces"][arrays["face_offsets"][i] : arrays["face_offsets"][i + 1]].astype(np.int64)
+            edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+            _, counts = np.unique(edges, axis=0, return_counts=True)
+            assert (counts == 2).all()
+        assert (np.unpackbits(arrays["voxels"], axis=1).sum(1) > 0).all()
+    assert set(np.char.rpartition(make(6, seed=2, kinds=["vessel"])["model_id"].astype(str), "_")[:, 0]) == {"procedural_vessel"}
