@@ -18,6 +18,10 @@ def _elevations(values: list[float] | None) -> str:
     return "all" if values is None else ", ".join(f"{v:g}" for v in values) + " deg"
 
 
+def _files(paths: list[str]) -> str:
+    return ", ".join(f"`{p}`" for p in paths) if paths else "none"
+
+
 def card(path: Path) -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
@@ -46,7 +50,9 @@ def card(path: Path) -> str:
         "2.732, 30 deg field of view, 64x64 RGBA); the views file of each session is in the table below. "
         "Split by model, stratified per category (10% validation).",
         f"Generator input views: elevations {_elevations(cfg.get('input_elevations'))}; every other view of the object "
-        f"supervises. Mirrored shapes (flipped views, negated azimuths) in the last session: {cfg.get('mirror', False)}.",
+        f"supervises. In the last session: extra training views {_files(cfg.get('extra_views', []))} (procedural shapes "
+        f"from `scripts/procedural_shapes.py`, never validated), mirrored shapes {cfg.get('mirror', False)}, category "
+        f"balance {cfg.get('category_balance', 0.0)}.",
         "",
         "## Training",
         "",
@@ -54,11 +60,13 @@ def card(path: Path) -> str:
         f"Adam (learning rate per session below), sigma {cfg['sigma']}, gamma {cfg['gamma']}; loss = soft IoU + {cfg['laplacian_weight']} "
         f"Laplacian + {cfg['flatten_weight']} flatten + {cfg['color_weight']} colour L1; bf16 autocast: {cfg.get('bf16', False)}.",
         "",
-        "| session start | device | processes | learning rate | views (input elevations, mirrored) | steps | wall time |",
+        "| session start | device | processes | learning rate | views (+ extra), input elevations, mirrored, category balance | steps | wall time |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in sessions:
-        views = f"`{s['views']}` ({_elevations(s.get('input_elevations'))}, {s.get('mirror', False)})" if "views" in s else "?"
+        extra = f" + {len(s['extra_views'])} extra" if s.get("extra_views") else ""
+        views = f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}, {s.get('mirror', False)}, "
+                 f"{s.get('category_balance', 0.0)}" if "views" in s else "?"
         lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {views} "
                      f"| {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
     lines += [
