@@ -65,8 +65,8 @@ def card(path: Path) -> str:
     ]
     for s in sessions:
         extra = f" + {len(s['extra_views'])} extra" if s.get("extra_views") else ""
-        views = f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}, {s.get('mirror', False)}, "
-                 f"{s.get('category_balance', 0.0)}" if "views" in s else "?"
+        views = (f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}, {s.get('mirror', False)}, "
+                 f"{s.get('category_balance', 0.0)}") if "views" in s else "?"
         lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {views} "
                      f"| {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
     lines += [
