@@ -4,10 +4,12 @@
     .venv/bin/python -m softras_blender.training_views --data cache/procedural_shapes.npz \\
         --out cache/views_procedural_e0_30.npz --elevations 0 30 --val-fraction 0
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_vessels.npz --count 200 --kinds vessel --seed 1
+    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_props.npz --count 200 --kinds rifle tool --seed 2
 
 Tables, chairs, benches, beds, desks and shelves with random proportions, thin legs, slats and open frames: the
 shapes the real data has few of and a deformed sphere finds hardest (space under table tops and seats); and, with
-``--kinds vessel``, vases, bottles and jars turned from random profiles (the real data has 8 of each). Object
+``--kinds vessel``, vases, bottles and jars turned from random profiles, and with ``--kinds rifle tool``, rifles
+along z and hand tools standing along y as in the real data (which has 8 rifles and 7 tools). Object
 frame as in the data README: Y-up, bounding box centred and scaled to a largest extent of 1; chair, bench and
 bed backs on the +z side like the Pix3D and ShapeNet models. Every part is closed, so ``voxels`` (winding
 number) and ``voxels_shell`` (plus surface) follow the README's definitions.
@@ -226,8 +228,52 @@ def vessel(p: _Parts) -> None:
         p.box((inner - 0.02, y0, -0.03), (inner + 0.15, y1, 0.03), p.color())
 
 
-KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf, "vessel": vessel}
-WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1, "vessel": 0.0}
+def rifle(p: _Parts) -> None:
+    """Barrel towards -z, stock at +z, magazine and grip below: thin in x, like the ShapeNet rifles."""
+    r = p.rng
+
+    def box(lo: tuple[float, float, float], hi: tuple[float, float, float], color: np.ndarray) -> None:
+        p.box((lo[0], lo[1], -hi[2]), (hi[0], hi[1], -lo[2]), color)  # built barrel-forward, stored mirrored in z
+
+    metal, wood = np.full(3, r.uniform(20, 90)), p.color()
+    length, w = r.uniform(0.6, 1.0), r.uniform(0.02, 0.05)
+    receiver = (r.uniform(-0.15, 0.0), r.uniform(0.15, 0.3))  # z range
+    box((-w, 0, receiver[0]), (w, r.uniform(0.06, 0.12), receiver[1]), metal)
+    b = w * r.uniform(0.4, 0.8)
+    box((-b, 0.03, receiver[1]), (b, 0.03 + 2 * b, receiver[1] + length * r.uniform(0.4, 0.7)), metal)
+    drop = r.uniform(0.0, 0.12)
+    box((-w, -drop, receiver[0] - length * r.uniform(0.3, 0.45)), (w, r.uniform(0.06, 0.1), receiver[0]), wood)
+    if r.random() < 0.7:
+        m = r.uniform(0.03, 0.06)
+        box((-w * 0.8, -r.uniform(0.1, 0.25), receiver[1] - 2 * m), (w * 0.8, 0.0, receiver[1] - m * 0.5), metal)
+    box((-w * 0.8, -r.uniform(0.08, 0.15), receiver[0]), (w * 0.8, 0.0, receiver[0] + 0.04), wood)
+    if r.random() < 0.5:  # scope
+        box((-w * 0.7, 0.13, receiver[0] + 0.02), (w * 0.7, 0.17, receiver[1]), metal)
+
+
+def tool(p: _Parts) -> None:
+    """Hand tools standing along y: a turned handle and a head (hammer, blade, screwdriver shaft or wrench)."""
+    r = p.rng
+    handle = r.uniform(0.3, 0.6)
+    p.lathe(_profile(r, 3, 0.025, 0.06, samples=6), np.linspace(0, handle, 6), p.color())
+    metal = np.full(3, r.uniform(90, 200))
+    kind = r.integers(4)
+    if kind == 0:  # hammer
+        p.box((-0.015, handle, -0.015), (0.015, handle + 0.3, 0.015), p.color())
+        p.box((-r.uniform(0.08, 0.15), handle + 0.25, -0.03), (r.uniform(0.08, 0.15), handle + 0.33, 0.03), metal)
+    elif kind == 1:  # blade, flat in the x-y plane
+        p.box((-r.uniform(0.03, 0.08), handle, -0.006), (r.uniform(0.0, 0.04), handle + r.uniform(0.3, 0.6), 0.006), metal)
+    elif kind == 2:  # screwdriver shaft
+        p.lathe(np.full(4, r.uniform(0.006, 0.012)), np.linspace(handle, handle + r.uniform(0.3, 0.6), 4), metal)
+    else:  # wrench
+        p.box((-0.02, handle, -0.008), (0.02, handle + 0.4, 0.008), metal)
+        p.box((-0.05, handle + 0.4, -0.008), (0.05, handle + 0.47, 0.008), metal)
+
+
+KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf, "vessel": vessel,
+         "rifle": rifle, "tool": tool}
+WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1, "vessel": 0.0, "rifle": 0.0,
+           "tool": 0.0}
 
 
 def make(count: int, seed: int, kinds: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -63,7 +63,7 @@ def test_extra_views_join_the_training_set(procedural, tiny_data, tmp_path):
 
 def test_every_part_is_closed():
     """Closed parts make the winding-number voxels meaningful: every edge is shared by exactly two faces."""
-    for kinds in (None, ["vessel"]):
+    for kinds in (None, ["vessel"], ["rifle", "tool"]):
         arrays = make(6, seed=2, kinds=kinds)
         for i in range(6):
             f = arrays["faces"][arrays["face_offsets"][i] : arrays["face_offsets"][i + 1]].astype(np.int64)
