@@ -30,9 +30,9 @@ def hull_ious(shapes: Shapes, index: int, elevation_sets: list[list[float]], siz
     alpha = torch.nn.functional.max_pool2d(alpha[:, None], 3, 1, 1)[:, 0] > 127
     centres = (torch.arange(32) + 0.5) / 32 - 0.5
     points = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
-    ndc = Camera.from_angles(2.732, torch.from_numpy(el).float(), torch.from_numpy(az).float()).project(points)
-    col = ((ndc[..., 0] + 1) / 2 * size).long().clamp(0, size - 1)
-    row = ((1 - ndc[..., 1]) / 2 * size).long().clamp(0, size - 1)
+    cameras = Camera.from_angles(2.732, torch.from_numpy(el).float(), torch.from_numpy(az).float())
+    pixels = cameras.to_pixels(points, size, size).long().clamp(0, size - 1)
+    col, row = pixels[..., 0], pixels[..., 1]
     inside = alpha[torch.arange(len(el))[:, None], row, col].view(len(elevations), len(azimuths), -1)
     target = torch.as_tensor(unpack_voxels(shapes.voxels_shell[index])).reshape(-1).bool()
     ious = []

@@ -58,6 +58,14 @@ def make_image(name: str, rgba: np.ndarray, float_buffer: bool = False) -> bpy.t
     return image
 
 
+def missing_file_image(folder) -> bpy.types.Image:
+    """A bpy image that points at a file which does not exist in ``folder`` (so it has no pixels)."""
+    image = bpy.data.images.new("ghost", 4, 4)
+    image.source = "FILE"
+    image.filepath = str(folder / "missing.png")
+    return image
+
+
 def blob_rgba(h: int = 40, w: int = 48, color=BLOB_SRGB) -> np.ndarray:
     """A coloured disc on a transparent background, straight sRGB."""
     yy, xx = np.mgrid[:h, :w]
@@ -251,10 +259,7 @@ def test_reconstruct_errors_leave_scene_unchanged(addon, tmp_path, monkeypatch):
     sc = addon
     _expect_error("no reference image")
 
-    ghost = bpy.data.images.new("ghost", 4, 4)
-    ghost.source = "FILE"
-    ghost.filepath = str(tmp_path / "missing.png")
-    sc.softras.image = ghost
+    sc.softras.image = missing_file_image(tmp_path)
     _expect_error("has no pixels")
 
     sc.softras.image = make_image("empty.png", np.zeros((16, 16, 4), np.float32))
@@ -508,10 +513,7 @@ def test_fit_errors_leave_scene_unchanged(addon, tmp_path):
     sc.softras.fit_mask = mask_image("blank", np.zeros((48, 64), np.float32))
     _expect_fit_error("empty")
 
-    ghost = bpy.data.images.new("ghost", 4, 4)
-    ghost.source = "FILE"
-    ghost.filepath = str(tmp_path / "missing.png")
-    sc.softras.fit_mask = ghost
+    sc.softras.fit_mask = missing_file_image(tmp_path)
     _expect_fit_error("has no pixels")
 
     sc.softras.fit_mask = mask_image("square", np.zeros((48, 48), np.float32))

@@ -260,8 +260,9 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
         va = input_views[torch.randint(len(input_views), (batch_size,), generator=generator)]
     vb = (va + torch.randint(1, views.num_views, (batch_size,), generator=generator)) % views.num_views
     images_a, images_b = views.images_chw(models, va), views.images_chw(models, vb)
-    flip = (torch.rand(batch_size, generator=generator) < 0.5) if mirror else torch.zeros(batch_size, dtype=torch.bool)
+    flip = torch.zeros(batch_size, dtype=torch.bool)
     if mirror:
+        flip = torch.rand(batch_size, generator=generator) < 0.5
         images_a = torch.where(flip[:, None, None, None], images_a.flip(-1), images_a)
         images_b = torch.where(flip[:, None, None, None], images_b.flip(-1), images_b)
     return TwoViewBatch(images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip)
