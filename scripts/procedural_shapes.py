@@ -1,15 +1,19 @@
-"""Procedural furniture made of boxes, saved as a shapes file (the layout of ``shared/data/shapes_train.npz``).
+"""Procedural shapes (furniture, vessels, props) saved as a shapes file (the layout of ``shared/data/shapes_train.npz``).
 
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_shapes.npz --count 400
     .venv/bin/python -m softras_blender.training_views --data cache/procedural_shapes.npz \\
         --out cache/views_procedural_e0_30.npz --elevations 0 30 --val-fraction 0
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_vessels.npz --count 200 --kinds vessel --seed 1
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_props.npz --count 200 --kinds rifle tool --seed 2
+    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_stools.npz --count 320 \\
+        --kinds stool round_table frame_table pan --seed 3
 
 Tables, chairs, benches, beds, desks and shelves with random proportions, thin legs, slats and open frames: the
 shapes the real data has few of and a deformed sphere finds hardest (space under table tops and seats); and, with
 ``--kinds vessel``, vases, bottles and jars turned from random profiles, and with ``--kinds rifle tool``, rifles
-along z and hand tools standing along y as in the real data (which has 8 rifles and 7 tools). Object
+along z and hand tools standing along y as in the real data (which has 8 rifles and 7 tools); with
+``--kinds stool round_table frame_table pan``, stools and round tables on splayed legs, rectangular tables with an
+apron and a lower shelf, and pans and pots lying flat (hollow turned bodies with handles). Object
 frame as in the data README: Y-up, bounding box centred and scaled to a largest extent of 1; chair, bench and
 bed backs on the +z side like the Pix3D and ShapeNet models. Every part is closed, so ``voxels`` (winding
 number) and ``voxels_shell`` (plus surface) follow the README's definitions.
@@ -41,8 +45,20 @@ class _Parts:
 
     def box(self, lo: tuple[float, float, float], hi: tuple[float, float, float], color: np.ndarray) -> None:
         lo_, hi_ = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-        self.parts.append(((lo_ + hi_) / 2 + _CORNERS * (hi_ - lo_), _BOX_FACES))
-        self.colors.append(color)
+        self._add((lo_ + hi_) / 2 + _CORNERS * (hi_ - lo_), _BOX_FACES, color)
+
+    def beam(self, a: tuple[float, float, float], b: tuple[float, float, float], width: float, color: np.ndarray,
+             depth: float | None = None) -> None:
+        """A box from point ``a`` to point ``b`` with a ``width`` x ``depth`` (default: square) cross-section."""
+        a_, b_ = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        axis = (b_ - a_) / np.linalg.norm(b_ - a_)
+        helper = np.array([1.0, 0, 0]) if abs(axis[0]) < 0.9 else np.array([0, 1.0, 0])
+        u = np.cross(helper, axis)
+        u /= np.linalg.norm(u)
+        v = np.cross(axis, u)
+        c = _CORNERS + 0.5 * np.array([0, 0, 1.0])
+        corners = a_ + c[:, :1] * width * u + c[:, 1:2] * (depth or width) * v + c[:, 2:] * (b_ - a_)
+        self._add(corners, _BOX_FACES, color)
 
     def lathe(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24) -> None:
         """The profile ``radii`` (K,) at increasing ``heights`` (K,) turned about the y axis, capped at both ends."""
@@ -55,9 +71,28 @@ class _Parts:
         a, b = i * segments + j, i * segments + (j + 1) % segments
         side = np.concatenate([np.stack([a, a + segments, b], -1).reshape(-1, 3), np.stack([b, a + segments, b + segments], -1).reshape(-1, 3)])
         ring = np.arange(segments)
-        bottom = np.stack([np.full(segments, k * segments), (ring + 1) % segments, ring], -1)
-        top = np.stack([np.full(segments, k * segments + 1), (k - 1) * segments + ring, (k - 1) * segments + (ring + 1) % segments], -1)
-        self.parts.append((vertices, np.concatenate([side, bottom, top])))
+        bottom = np.stack([np.full(segments, k * segments), ring, (ring + 1) % segments], -1)
+        top = np.stack([np.full(segments, k * segments + 1), (k - 1) * segments + (ring + 1) % segments, (k - 1) * segments + ring], -1)
+        self._add(vertices, np.concatenate([side, bottom, top]), color)
+
+    def ring(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24) -> None:
+        """The closed profile loop (``radii`` (K,) > 0, ``heights`` (K,)) turned about the y axis: a hollow wall."""
+        k = len(radii)
+        angle = np.arange(segments) * 2 * np.pi / segments
+        vertices = np.stack([np.outer(radii, np.cos(angle)), np.repeat(heights[:, None], segments, 1),
+                             np.outer(radii, np.sin(angle))], -1).reshape(-1, 3)
+        j, i = np.meshgrid(np.arange(segments), np.arange(k))
+        a, b = i * segments + j, i * segments + (j + 1) % segments
+        a2, b2 = (a + segments) % (k * segments), (b + segments) % (k * segments)
+        faces = np.concatenate([np.stack([a, a2, b], -1).reshape(-1, 3), np.stack([b, a2, b2], -1).reshape(-1, 3)])
+        self._add(vertices, faces, color)
+
+    def _add(self, vertices: np.ndarray, faces: np.ndarray, color: np.ndarray) -> None:
+        """One closed part, its faces turned to wind outwards (positive signed volume)."""
+        tri = vertices[faces]
+        if np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() < 0:
+            faces = faces[:, ::-1]
+        self.parts.append((vertices, faces))
         self.colors.append(color)
 
     def color(self) -> np.ndarray:
@@ -270,10 +305,109 @@ def tool(p: _Parts) -> None:
         p.box((-0.05, handle + 0.4, -0.008), (0.05, handle + 0.47, 0.008), metal)
 
 
+def _seat_or_top(p: _Parts, radius: float, y: float, thickness: float, color: np.ndarray, dome: float = 0.0) -> None:
+    """A round disc of ``radius`` whose top is at ``y``; with ``dome`` > 0 a cushion that high rises above it."""
+    if dome > 0:
+        t = np.linspace(0, 1, 8)
+        p.lathe(radius * np.sqrt(np.clip(1 - t**2, 0.02, 1)), y - thickness + (thickness + dome) * t, color)
+    else:
+        p.lathe(np.full(2, radius), np.array([y - thickness, y]), color)
+
+
+def _splayed_legs(p: _Parts, n: int, top_radius: float, foot_radius: float, height: float, t: float,
+                  color: np.ndarray, stretcher: float | None = None) -> None:
+    """``n`` legs from radius ``top_radius`` at ``height`` down to ``foot_radius`` at y = 0, optional ring of rails."""
+    angles = np.arange(n) * 2 * np.pi / n + p.rng.uniform(0, 2 * np.pi / n)
+    tops = [(top_radius * np.cos(a), height, top_radius * np.sin(a)) for a in angles]
+    feet = [(foot_radius * np.cos(a), 0.0, foot_radius * np.sin(a)) for a in angles]
+    for top, foot in zip(tops, feet):
+        p.beam(foot, top, t, color)
+    if stretcher is not None:
+        s = stretcher / height
+        knees = [tuple(np.asarray(f) + s * (np.asarray(tp) - np.asarray(f))) for tp, f in zip(tops, feet)]
+        for k in range(n):
+            p.beam(knees[k], knees[(k + 1) % n], t * 0.7, color)
+
+
+def stool(p: _Parts) -> None:
+    """Bar and kitchen stools: a round or square seat (flat or cushioned) on three or four straight or splayed legs."""
+    r = p.rng
+    h, radius, seat_t = r.uniform(0.4, 0.8), r.uniform(0.14, 0.24), r.uniform(0.03, 0.08)
+    seat, frame = p.color(), p.color()
+    if r.random() < 0.25:
+        p.box((-radius, h - seat_t, -radius), (radius, h, radius), seat)
+    else:
+        _seat_or_top(p, radius, h, seat_t, seat, dome=r.uniform(0.05, 0.2) if r.random() < 0.4 else 0.0)
+    foot = radius * r.uniform(0.7, 1.6)
+    stretcher = r.uniform(0.2, 0.45) * h if r.random() < 0.5 else None
+    _splayed_legs(p, int(r.integers(3, 5)), radius * r.uniform(0.5, 0.85), foot, h - seat_t, r.uniform(0.02, 0.05),
+                  frame, stretcher)
+
+
+def round_table(p: _Parts) -> None:
+    """Round tables (dining, coffee, side): a disc top on legs or a pedestal, sometimes a lower shelf."""
+    r = p.rng
+    radius, h, top = r.uniform(0.25, 0.6), r.uniform(0.3, 0.78), r.uniform(0.02, 0.06)
+    wood, legs = p.color(), p.color()
+    _seat_or_top(p, radius, h, top, wood)
+    if r.random() < 0.3:  # pedestal on a base disc or on feet
+        column = r.uniform(0.03, 0.1)
+        p.lathe(np.full(2, column), np.array([0.02, h - top]), legs)
+        if r.random() < 0.5:
+            p.lathe(np.full(2, radius * r.uniform(0.4, 0.7)), np.array([0.0, 0.03]), legs)
+        else:
+            _splayed_legs(p, int(r.integers(3, 5)), column, radius * r.uniform(0.5, 0.8), 0.15, 0.04, legs)
+        return
+    leg_top = radius * r.uniform(0.55, 0.85)
+    _splayed_legs(p, int(r.integers(3, 5)), leg_top, leg_top * r.uniform(1.0, 1.3), h - top, r.uniform(0.02, 0.05), legs)
+    if r.random() < 0.4:
+        _seat_or_top(p, leg_top * 0.95, r.uniform(0.15, 0.4) * h, top, wood)
+
+
+def frame_table(p: _Parts) -> None:
+    """Rectangular tables of thin legs joined by an apron under the top, often with a lower shelf."""
+    r = p.rng
+    w, d, h, top = r.uniform(0.5, 1.6), r.uniform(0.4, 1.0), r.uniform(0.35, 1.0), r.uniform(0.02, 0.05)
+    wood, frame = p.color(), p.color() if r.random() < 0.5 else None
+    frame = wood if frame is None else frame
+    p.box((-w / 2, h - top, -d / 2), (w / 2, h, d / 2), wood)
+    t, inset = r.uniform(0.02, 0.05), r.uniform(0.0, 0.05)
+    x, z = w / 2 - inset - t / 2, d / 2 - inset - t / 2
+    _legs(p, x, z, h - top, t, frame)
+    apron = r.uniform(0.03, 0.1)
+    p.box((-x, h - top - apron, -z - t / 4), (x, h - top, -z + t / 4), frame)
+    p.box((-x, h - top - apron, z - t / 4), (x, h - top, z + t / 4), frame)
+    p.box((-x - t / 4, h - top - apron, -z), (-x + t / 4, h - top, z), frame)
+    p.box((x - t / 4, h - top - apron, -z), (x + t / 4, h - top, z), frame)
+    if r.random() < 0.6:  # lower shelf between the legs
+        y = r.uniform(0.08, 0.35) * h
+        p.box((-x, y, -z), (x, y + r.uniform(0.015, 0.04), z), wood)
+
+
+def pan(p: _Parts) -> None:
+    """Frying pans, saucepans and pots lying on y = 0: a hollow turned body and a long handle or two side grips."""
+    r = p.rng
+    radius, height, wall = r.uniform(0.3, 0.5), r.uniform(0.05, 0.45), r.uniform(0.01, 0.025)
+    flare = r.uniform(0.0, 0.15) * radius if height < 0.2 else r.uniform(0.0, 0.03)
+    metal = np.full(3, r.uniform(30, 200))
+    base = radius - flare
+    p.lathe(np.full(2, base), np.array([0.0, wall * 1.5]), metal)
+    p.ring(np.array([base, radius, radius - wall, base - wall]), np.array([0.0, height, height, wall]), metal)
+    grip = p.color() if r.random() < 0.6 else metal
+    y = height * r.uniform(0.6, 0.95)
+    if height < 0.25 or r.random() < 0.5:  # one long handle along +x, rising a little
+        length = r.uniform(0.5, 1.0) * radius * 2
+        p.beam((radius - 2 * wall, y, 0), (radius + length, y + length * r.uniform(0.0, 0.3), 0), r.uniform(0.02, 0.04),
+               grip, depth=r.uniform(0.03, 0.06))
+    else:  # two side grips
+        for sx in (-1, 1):
+            p.box((sx * radius - 0.08, y - 0.03, -0.06), (sx * radius + 0.08, y, 0.06), grip)
+
+
 KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf, "vessel": vessel,
-         "rifle": rifle, "tool": tool}
+         "rifle": rifle, "tool": tool, "stool": stool, "round_table": round_table, "frame_table": frame_table, "pan": pan}
 WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1, "vessel": 0.0, "rifle": 0.0,
-           "tool": 0.0}
+           "tool": 0.0, "stool": 0.0, "round_table": 0.0, "frame_table": 0.0, "pan": 0.0}
 
 
 def make(count: int, seed: int, kinds: list[str] | None = None) -> dict[str, np.ndarray]:

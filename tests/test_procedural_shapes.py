@@ -61,14 +61,37 @@ def test_extra_views_join_the_training_set(procedural, tiny_data, tmp_path):
     assert state["sessions"][-1]["extra_views"] == [str(extra)]
 
 
-def test_every_part_is_closed():
-    """Closed parts make the winding-number voxels meaningful: every edge is shared by exactly two faces."""
-    for kinds in (None, ["vessel"], ["rifle", "tool"]):
-        arrays = make(6, seed=2, kinds=kinds)
-        for i in range(6):
-            f = arrays["faces"][arrays["face_offsets"][i] : arrays["face_offsets"][i + 1]].astype(np.int64)
-            edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-            _, counts = np.unique(edges, axis=0, return_counts=True)
-            assert (counts == 2).all()
-        assert (np.unpackbits(arrays["voxels"], axis=1).sum(1) > 0).all()
+@pytest.mark.parametrize("kinds", [None, ["vessel"], ["rifle", "tool"], ["stool", "round_table", "frame_table", "pan"]])
+def test_every_part_is_closed_and_wound_outwards(kinds):
+    """Closed, consistently wound parts make the winding-number voxels meaningful: every directed edge occurs once
+    (so each edge is shared by two faces that traverse it in opposite directions) and the enclosed volume is positive."""
+    arrays = make(8, seed=2, kinds=kinds)
+    for i in range(8):
+        f = arrays["faces"][arrays["face_offsets"][i] : arrays["face_offsets"][i + 1]].astype(np.int64)
+        v = arrays["vertices"][arrays["vert_offsets"][i] : arrays["vert_offsets"][i + 1]].astype(np.float64)
+        directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+        _, counts = np.unique(directed, axis=0, return_counts=True)
+        _, undirected = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+        assert (counts == 1).all() and (undirected == 2).all()
+        t = v[f]
+        assert np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() > 0
+    assert (np.unpackbits(arrays["voxels"], axis=1).sum(1) > 0).all()
+    if kinds:
+        prefixes = set(np.char.rpartition(arrays["model_id"].astype(str), "_")[:, 0])
+        assert prefixes <= {f"procedural_{k}" for k in kinds}
+
+
+def test_new_kinds_are_what_they_claim():
+    """Pans and pots lie on the floor with their handles along x; stools stand on legs (a nearly empty floor layer)."""
+    pans = make(6, seed=4, kinds=["pan"])
+    for i in range(6):
+        v = pans["vertices"][pans["vert_offsets"][i] : pans["vert_offsets"][i + 1]]
+        extent = v.max(0) - v.min(0)
+        assert extent[1] < extent[0] and extent[2] <= extent[0]
+    stools = make(6, seed=4, kinds=["stool"])
+    for i in range(6):
+        shell = np.unpackbits(stools["voxels_shell"][i]).reshape(32, 32, 32)
+        # Legs leave the floor mostly empty: the lowest layer holds far less than the seat's.
+        occupancy = shell.sum(axis=tuple(j for j in range(3) if j != 1))
+        assert occupancy[: 4].sum() < occupancy.max() * 2
     assert set(np.char.rpartition(make(6, seed=2, kinds=["vessel"])["model_id"].astype(str), "_")[:, 0]) == {"procedural_vessel"}
