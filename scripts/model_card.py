@@ -59,14 +59,16 @@ def card(path: Path) -> str:
         f"Command: `softras train --config configs/generator.toml` (resumes from `{cfg['out_dir']}/checkpoint.pt`).",
         f"Adam (learning rate per session below), sigma {cfg['sigma']}, gamma {cfg['gamma']}; loss = soft IoU + {cfg['laplacian_weight']} "
         f"Laplacian + {cfg['flatten_weight']} flatten + {cfg['color_weight']} colour L1; bf16 autocast: {cfg.get('bf16', False)}.",
+        "Weights shipped: " + (f"an exponential moving average (decay {cfg['ema_decay']}) of the trained weights and their "
+                                "BatchNorm statistics." if cfg.get("ema_decay") else "the trained weights themselves."),
         "",
-        "| session start | device | processes | learning rate | views (+ extra), input elevations, mirrored, category balance | steps | wall time |",
+        "| session start | device | processes | learning rate | views (+ extra), input elevations, mirrored, category balance, EMA decay | steps | wall time |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in sessions:
         extra = f" + {len(s['extra_views'])} extra" if s.get("extra_views") else ""
         views = (f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}, {s.get('mirror', False)}, "
-                 f"{s.get('category_balance', 0.0)}") if "views" in s else "?"
+                 f"{s.get('category_balance', 0.0)}, {s.get('ema_decay', 0.0)}") if "views" in s else "?"
         lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {views} "
                      f"| {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
     lines += [

@@ -82,10 +82,11 @@ def test_training_exports_loadable_weights_with_metadata(tiny_data, tmp_path):
     assert [(s["start_step"], s["end_step"]) for s in meta["sessions"]] == [(0, 2)]
 
 
-def test_resume_reproduces_the_next_steps_exactly(tiny_data, tmp_path):
-    straight = tiny_config(tiny_data, tmp_path / "a", steps=4)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_reproduces_the_next_steps_exactly(tiny_data, tmp_path, ema_decay):
+    straight = tiny_config(tiny_data, tmp_path / "a", steps=4, ema_decay=ema_decay)
     train(straight, log=lambda m: None)
-    interrupted = tiny_config(tiny_data, tmp_path / "b", steps=2)
+    interrupted = tiny_config(tiny_data, tmp_path / "b", steps=2, ema_decay=ema_decay)
     train(interrupted, log=lambda m: None)
     interrupted.steps = 4
     train(interrupted, log=lambda m: None)
@@ -94,6 +95,30 @@ def test_resume_reproduces_the_next_steps_exactly(tiny_data, tmp_path):
     assert a["step"] == b["step"] == 4
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    assert ("ema" in a) == ("ema" in b) == (ema_decay > 0)
+    for k in a.get("ema", {}):
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+
+
+def test_weight_average_is_what_gets_validated_and_exported(tiny_data, tmp_path):
+    """With ema_decay d the exported weights are the running average: first the step-1 weights, then
+    d * average + (1 - d) * weights after every step; a checkpoint without an average starts one at its weights."""
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=1)
+    train(cfg, log=lambda m: None)
+    first = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=2, ema_decay=0.75, export=str(tmp_path / "w.pt"))
+    train(cfg, log=lambda m: None)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    second = state["model"]
+    exported, meta = load_weights(tmp_path / "w.pt")
+    assert meta["sessions"][-1]["ema_decay"] == 0.75 and int(state["ema"]["n_averaged"]) == 2
+    for k, v in exported.state_dict().items():
+        if v.is_floating_point():
+            expected = 0.75 * first[k].float() + 0.25 * second[k].float()
+            assert torch.allclose(v.float(), expected, atol=2e-3, rtol=2e-3), k
+            assert torch.allclose(state["ema"]["module." + k], expected, atol=1e-6), k
+    with pytest.raises(ValueError, match="ema_decay"):
+        tiny_config(tiny_data, tmp_path / "x", ema_decay=1.0)
 
 
 def test_resumed_run_uses_the_configured_learning_rate(tiny_data, tmp_path):

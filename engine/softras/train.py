@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from softras.camera import Camera
 from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
@@ -64,6 +65,7 @@ class TrainConfig:
     category_balance: float = 0.0  # 0: every model equally often; 1: every category equally often (ViewSet.model_weights)
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
     bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
+    ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the weights (and BatchNorm statistics)
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     @classmethod
@@ -88,6 +90,8 @@ class TrainConfig:
         cfg = cls(**raw, model=model)
         if cfg.batch_size < 1 or cfg.steps < 0 or cfg.lr <= 0 or cfg.sigma <= 0 or cfg.gamma <= 0:
             raise ValueError("batch_size must be >= 1, steps >= 0, and lr, sigma, gamma positive")
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
         return cfg
 
     def as_dict(self) -> dict:
@@ -133,21 +137,32 @@ def _device(name: str, local_rank: int) -> torch.device:
     return device
 
 
-def _save_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig,
-                     sessions: list[dict]) -> None:
+def _save_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, ema: AveragedModel | None, step: int,
+                     cfg: TrainConfig, sessions: list[dict]) -> None:
     buffer = io.BytesIO()
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.as_dict(),
-                "sessions": sessions}, buffer)
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.as_dict(),
+             "sessions": sessions}
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    torch.save(state, buffer)
     atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
 
 
-def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list[dict]]:
-    """Restore model and optimizer; returns the step and the ledger of earlier training sessions."""
+def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, ema: AveragedModel | None,
+                     cfg: TrainConfig) -> tuple[int, list[dict]]:
+    """Restore model, optimizer and the weight average; returns the step and the ledger of earlier sessions.
+
+    A checkpoint without a weight average (written with ``ema_decay = 0``) starts the average at its weights.
+    """
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["config"]["model"] != asdict(cfg.model):
         raise ValueError(f"{path}: checkpoint was trained with another model config; use a new out_dir")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if ema is not None and "ema" in state:
+        ema.load_state_dict(state["ema"])
+    elif ema is not None:
+        ema.update_parameters(model)
     for group in optimizer.param_groups:  # the config's learning rate applies to a resumed run
         group["lr"] = cfg.lr
     return int(state["step"]), list(state.get("sessions", []))
@@ -181,8 +196,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     torch.manual_seed(cfg.seed)
     model = Generator(cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     if checkpoint.exists():
-        step, sessions = _load_checkpoint(checkpoint, model, optimizer, cfg)
+        step, sessions = _load_checkpoint(checkpoint, model, optimizer, ema, cfg)
         if rank == 0:
             log(f"resuming from {checkpoint} at step {step}")
     elif cfg.init_weights:
@@ -195,13 +211,13 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
                "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
                "input_elevations": cfg.input_elevations, "mirror": cfg.mirror, "category_balance": cfg.category_balance,
-               "start_step": step, "end_step": step, "seconds": 0.0}
+               "ema_decay": cfg.ema_decay, "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
 
     def save() -> None:
         session.update(end_step=step, seconds=round(time.monotonic() - session_start, 1))
-        _save_checkpoint(checkpoint, model, optimizer, step, cfg, sessions)
+        _save_checkpoint(checkpoint, model, optimizer, ema, step, cfg, sessions)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
     train_views = ViewSet(cfg.views, "train")
@@ -229,6 +245,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         if torch.isfinite(grad_norm):
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
         elif rank == 0:
             log(f"step {step + 1}: non-finite gradient, update skipped")
         step += 1
@@ -240,11 +258,11 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                 with open(history, "a") as fh:
                     fh.write(json.dumps({"step": step, **values}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
-                _validate_and_export(model, cfg, step, sessions, log)
+                _validate_and_export(model if ema is None else ema.module, cfg, step, sessions, log)
     if rank == 0:
         save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
-            _validate_and_export(model, cfg, step, sessions, log)
+            _validate_and_export(model if ema is None else ema.module, cfg, step, sessions, log)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
