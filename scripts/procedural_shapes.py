@@ -7,13 +7,15 @@
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_props.npz --count 200 --kinds rifle tool --seed 2
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_stools.npz --count 320 \\
         --kinds stool round_table frame_table pan --seed 3
+    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_aeroplanes.npz --count 150 --kinds aeroplane --seed 4
 
 Tables, chairs, benches, beds, desks and shelves with random proportions, thin legs, slats and open frames: the
 shapes the real data has few of and a deformed sphere finds hardest (space under table tops and seats); and, with
 ``--kinds vessel``, vases, bottles and jars turned from random profiles, and with ``--kinds rifle tool``, rifles
 along z and hand tools standing along y as in the real data (which has 8 rifles and 7 tools); with
 ``--kinds stool round_table frame_table pan``, stools and round tables on splayed legs, rectangular tables with an
-apron and a lower shelf, and pans and pots lying flat (hollow turned bodies with handles). Object
+apron and a lower shelf, and pans and pots lying flat (hollow turned bodies with handles); with ``--kinds aeroplane``,
+aircraft with the nose at -z and the fin at +z like the real data's five. Object
 frame as in the data README: Y-up, bounding box centred and scaled to a largest extent of 1; chair, bench and
 bed backs on the +z side like the Pix3D and ShapeNet models. Every part is closed, so ``voxels`` (winding
 number) and ``voxels_shell`` (plus surface) follow the README's definitions.
@@ -60,8 +62,10 @@ class _Parts:
         corners = a_ + c[:, :1] * width * u + c[:, 1:2] * (depth or width) * v + c[:, 2:] * (b_ - a_)
         self._add(corners, _BOX_FACES, color)
 
-    def lathe(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24) -> None:
-        """The profile ``radii`` (K,) at increasing ``heights`` (K,) turned about the y axis, capped at both ends."""
+    def lathe(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24,
+              offset: tuple[float, float, float] = (0.0, 0.0, 0.0), along_z: bool = False) -> None:
+        """The profile ``radii`` (K,) at increasing ``heights`` (K,) turned about the y axis (the z axis when
+        ``along_z``, heights then along z), capped at both ends, then moved by ``offset``."""
         k = len(radii)
         angle = np.arange(segments) * 2 * np.pi / segments
         rings = np.stack([np.outer(radii, np.cos(angle)), np.repeat(heights[:, None], segments, 1),
@@ -73,7 +77,9 @@ class _Parts:
         ring = np.arange(segments)
         bottom = np.stack([np.full(segments, k * segments), ring, (ring + 1) % segments], -1)
         top = np.stack([np.full(segments, k * segments + 1), (k - 1) * segments + (ring + 1) % segments, (k - 1) * segments + ring], -1)
-        self._add(vertices, np.concatenate([side, bottom, top]), color)
+        if along_z:
+            vertices = vertices[:, [0, 2, 1]]
+        self._add(vertices + np.asarray(offset), np.concatenate([side, bottom, top]), color)
 
     def ring(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24) -> None:
         """The closed profile loop (``radii`` (K,) > 0, ``heights`` (K,)) turned about the y axis: a hollow wall."""
@@ -404,10 +410,37 @@ def pan(p: _Parts) -> None:
             p.box((sx * radius - 0.08, y - 0.03, -0.06), (sx * radius + 0.08, y, 0.06), grip)
 
 
+
+def aeroplane(p: _Parts) -> None:
+    """Airliners, jets and light aircraft: a turned fuselage along z, swept wings along x, fin and tailplane."""
+    r = p.rng
+    length, radius = 1.0, r.uniform(0.04, 0.09)
+    body = np.clip(np.full(3, r.uniform(170, 250)) * r.uniform(0.9, 1.0, 3), 0, 255) if r.random() < 0.7 else p.color()
+    trim = p.color()
+    t = np.linspace(0, 1, 12)
+    profile = radius * np.clip(np.minimum(1.0, np.minimum(t / 0.12, (1 - t) / 0.3)), 0.05, 1) ** 0.5
+    p.lathe(profile, (t - 0.5) * length, body, along_z=True)  # nose at -z, tail at +z
+    span, chord = r.uniform(0.6, 1.5), r.uniform(0.08, 0.2)
+    sweep, wing_z, wing_y = r.uniform(0.0, 0.3), r.uniform(-0.15, 0.05), r.uniform(-0.6, 0.3) * radius
+    for sx in (-1, 1):
+        p.beam((0, wing_y, wing_z), (sx * span / 2, wing_y + r.uniform(0, 0.04), wing_z + sweep * span / 2), chord, body,
+               depth=r.uniform(0.01, 0.025))
+        if r.random() < 0.6:  # an engine under each wing
+            x = sx * span * r.uniform(0.15, 0.3)
+            p.lathe(np.full(3, radius * r.uniform(0.35, 0.6)), np.array([-0.08, 0.0, 0.08]), trim,
+                    offset=(x, wing_y - radius * 0.6, wing_z + abs(x) * sweep - 0.05), along_z=True)
+    tail_z, tail_span = length / 2 - 0.08, span * r.uniform(0.25, 0.4)
+    for sx in (-1, 1):
+        p.beam((0, radius * 0.3, tail_z), (sx * tail_span / 2, radius * 0.3, tail_z + 0.05), chord * 0.6, body, depth=0.012)
+    p.beam((0, radius * 0.5, tail_z - 0.04), (0, radius * 0.5 + r.uniform(0.1, 0.2), tail_z + 0.04), chord * 0.8, trim,
+           depth=0.012)
+
+
 KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf, "vessel": vessel,
-         "rifle": rifle, "tool": tool, "stool": stool, "round_table": round_table, "frame_table": frame_table, "pan": pan}
+         "rifle": rifle, "tool": tool, "stool": stool, "round_table": round_table, "frame_table": frame_table, "pan": pan,
+         "aeroplane": aeroplane}
 WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1, "vessel": 0.0, "rifle": 0.0,
-           "tool": 0.0, "stool": 0.0, "round_table": 0.0, "frame_table": 0.0, "pan": 0.0}
+           "tool": 0.0, "stool": 0.0, "round_table": 0.0, "frame_table": 0.0, "pan": 0.0, "aeroplane": 0.0}
 
 
 def make(count: int, seed: int, kinds: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -61,7 +61,8 @@ def test_extra_views_join_the_training_set(procedural, tiny_data, tmp_path):
     assert state["sessions"][-1]["extra_views"] == [str(extra)]
 
 
-@pytest.mark.parametrize("kinds", [None, ["vessel"], ["rifle", "tool"], ["stool", "round_table", "frame_table", "pan"]])
+@pytest.mark.parametrize("kinds", [None, ["vessel"], ["rifle", "tool"], ["stool", "round_table", "frame_table", "pan"],
+                                   ["aeroplane"]])
 def test_every_part_is_closed_and_wound_outwards(kinds):
     """Closed, consistently wound parts make the winding-number voxels meaningful: every directed edge occurs once
     (so each edge is shared by two faces that traverse it in opposite directions) and the enclosed volume is positive."""
@@ -82,7 +83,8 @@ def test_every_part_is_closed_and_wound_outwards(kinds):
 
 
 def test_new_kinds_are_what_they_claim():
-    """Pans and pots lie on the floor with their handles along x; stools stand on legs (a nearly empty floor layer)."""
+    """Pans and pots lie on the floor with their handles along x; stools stand on legs (a nearly empty floor layer);
+    aeroplanes point their nose to -z."""
     pans = make(6, seed=4, kinds=["pan"])
     for i in range(6):
         v = pans["vertices"][pans["vert_offsets"][i] : pans["vert_offsets"][i + 1]]
@@ -94,4 +96,9 @@ def test_new_kinds_are_what_they_claim():
         # Legs leave the floor mostly empty: the lowest layer holds far less than the seat's.
         occupancy = shell.sum(axis=tuple(j for j in range(3) if j != 1))
         assert occupancy[: 4].sum() < occupancy.max() * 2
+    planes = make(6, seed=4, kinds=["aeroplane"])
+    for i in range(6):
+        v = planes["vertices"][planes["vert_offsets"][i] : planes["vert_offsets"][i + 1]]
+        # Like the data's aeroplanes: fuselage along z with the fin (the highest point) at the tail, +z.
+        assert v[v[:, 1].argmax(), 2] > 0.2 and abs(v[v[:, 1].argmax(), 0]) < 0.05
     assert set(np.char.rpartition(make(6, seed=2, kinds=["vessel"])["model_id"].astype(str), "_")[:, 0]) == {"procedural_vessel"}
