@@ -125,12 +125,21 @@ def _legs(p: _Parts, x: float, z: float, height: float, t: float, color: np.ndar
             p.box((sx * x - t / 2, 0, sz * z - t / 2), (sx * x + t / 2, height, sz * z + t / 2), color)
 
 
-def table(p: _Parts) -> None:
+def _rectangular_top(p: _Parts, width: tuple[float, float], depth: tuple[float, float], height: tuple[float, float],
+                     thickness: tuple[float, float], two_colors: float) -> tuple[float, float, float, float, np.ndarray, np.ndarray]:
+    """A table top of random size in the given (low, high) ranges; returns (w, d, h, top, top colour, leg colour),
+    the leg colour differing from the top's with probability ``two_colors``."""
     r = p.rng
-    w, d, h, top = r.uniform(0.6, 1.6), r.uniform(0.4, 1.0), r.uniform(0.5, 0.9), r.uniform(0.02, 0.08)
-    wood, legs = p.color(), p.color() if r.random() < 0.4 else None
+    w, d, h, top = r.uniform(*width), r.uniform(*depth), r.uniform(*height), r.uniform(*thickness)
+    wood, legs = p.color(), p.color() if r.random() < two_colors else None
     legs = wood if legs is None else legs
     p.box((-w / 2, h - top, -d / 2), (w / 2, h, d / 2), wood)
+    return w, d, h, top, wood, legs
+
+
+def table(p: _Parts) -> None:
+    r = p.rng
+    w, d, h, top, wood, legs = _rectangular_top(p, (0.6, 1.6), (0.4, 1.0), (0.5, 0.9), (0.02, 0.08), 0.4)
     if r.random() < 0.2:  # pedestal
         t = r.uniform(0.05, 0.15)
         p.box((-t / 2, 0.03, -t / 2), (t / 2, h - top, t / 2), legs)
@@ -373,10 +382,7 @@ def round_table(p: _Parts) -> None:
 def frame_table(p: _Parts) -> None:
     """Rectangular tables of thin legs joined by an apron under the top, often with a lower shelf."""
     r = p.rng
-    w, d, h, top = r.uniform(0.5, 1.6), r.uniform(0.4, 1.0), r.uniform(0.35, 1.0), r.uniform(0.02, 0.05)
-    wood, frame = p.color(), p.color() if r.random() < 0.5 else None
-    frame = wood if frame is None else frame
-    p.box((-w / 2, h - top, -d / 2), (w / 2, h, d / 2), wood)
+    w, d, h, top, wood, frame = _rectangular_top(p, (0.5, 1.6), (0.4, 1.0), (0.35, 1.0), (0.02, 0.05), 0.5)
     t, inset = r.uniform(0.02, 0.05), r.uniform(0.0, 0.05)
     x, z = w / 2 - inset - t / 2, d / 2 - inset - t / 2
     _legs(p, x, z, h - top, t, frame)
