@@ -333,13 +333,13 @@ def _splayed_legs(p: _Parts, n: int, top_radius: float, foot_radius: float, heig
                   color: np.ndarray, stretcher: float | None = None) -> None:
     """``n`` legs from radius ``top_radius`` at ``height`` down to ``foot_radius`` at y = 0, optional ring of rails."""
     angles = np.arange(n) * 2 * np.pi / n + p.rng.uniform(0, 2 * np.pi / n)
-    tops = [(top_radius * np.cos(a), height, top_radius * np.sin(a)) for a in angles]
-    feet = [(foot_radius * np.cos(a), 0.0, foot_radius * np.sin(a)) for a in angles]
+    directions = np.stack([np.cos(angles), np.zeros(n), np.sin(angles)], -1)
+    tops = directions * top_radius + np.array([0.0, height, 0.0])
+    feet = directions * foot_radius
     for top, foot in zip(tops, feet):
         p.beam(foot, top, t, color)
     if stretcher is not None:
-        s = stretcher / height
-        knees = [tuple(np.asarray(f) + s * (np.asarray(tp) - np.asarray(f))) for tp, f in zip(tops, feet)]
+        knees = feet + stretcher / height * (tops - feet)
         for k in range(n):
             p.beam(knees[k], knees[(k + 1) % n], t * 0.7, color)
 
@@ -414,7 +414,6 @@ def pan(p: _Parts) -> None:
     else:  # two side grips
         for sx in (-1, 1):
             p.box((sx * radius - 0.08, y - 0.03, -0.06), (sx * radius + 0.08, y, 0.06), grip)
-
 
 
 def aeroplane(p: _Parts) -> None:

@@ -93,7 +93,7 @@ def test_new_kinds_are_what_they_claim():
     stools = make(6, seed=4, kinds=["stool"])
     for i in range(6):
         shell = np.unpackbits(stools["voxels_shell"][i]).reshape(32, 32, 32)
-        # Legs leave the floor mostly empty: the lowest layer holds far less than the seat's.
+        # Legs leave the floor mostly empty: the lowest four layers together hold less than two seat layers.
         occupancy = shell.sum(axis=tuple(j for j in range(3) if j != 1))
         assert occupancy[: 4].sum() < occupancy.max() * 2
     planes = make(6, seed=4, kinds=["aeroplane"])
@@ -101,4 +101,3 @@ def test_new_kinds_are_what_they_claim():
         v = planes["vertices"][planes["vert_offsets"][i] : planes["vert_offsets"][i + 1]]
         # Like the data's aeroplanes: fuselage along z with the fin (the highest point) at the tail, +z.
         assert v[v[:, 1].argmax(), 2] > 0.2 and abs(v[v[:, 1].argmax(), 0]) < 0.05
-    assert set(np.char.rpartition(make(6, seed=2, kinds=["vessel"])["model_id"].astype(str), "_")[:, 0]) == {"procedural_vessel"}

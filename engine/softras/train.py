@@ -159,10 +159,11 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
         raise ValueError(f"{path}: checkpoint was trained with another model config; use a new out_dir")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    if ema is not None and "ema" in state:
-        ema.load_state_dict(state["ema"])
-    elif ema is not None:
-        ema.update_parameters(model)
+    if ema is not None:
+        if "ema" in state:
+            ema.load_state_dict(state["ema"])
+        else:
+            ema.update_parameters(model)
     for group in optimizer.param_groups:  # the config's learning rate applies to a resumed run
         group["lr"] = cfg.lr
     return int(state["step"]), list(state.get("sessions", []))
@@ -197,6 +198,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     model = Generator(cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
+    validated = model if ema is None else ema.module  # the weights that are validated and exported
     if checkpoint.exists():
         step, sessions = _load_checkpoint(checkpoint, model, optimizer, ema, cfg)
         if rank == 0:
@@ -258,11 +260,11 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                 with open(history, "a") as fh:
                     fh.write(json.dumps({"step": step, **values}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
-                _validate_and_export(model if ema is None else ema.module, cfg, step, sessions, log)
+                _validate_and_export(validated, cfg, step, sessions, log)
     if rank == 0:
         save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
-            _validate_and_export(model if ema is None else ema.module, cfg, step, sessions, log)
+            _validate_and_export(validated, cfg, step, sessions, log)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
