@@ -164,21 +164,28 @@ def test_evaluate_reports_every_category(tiny_data):
     assert all(0 <= v <= 1 for v in report.voxel_iou.values())
 
 
-def test_distributed_training_with_two_gloo_processes(tiny_data, tmp_path):
+@pytest.mark.parametrize("steps, max_minutes", [(3, None), (100_000, 0.05)])
+def test_distributed_training_with_two_gloo_processes(steps, max_minutes, tiny_data, tmp_path):
+    """Two processes train together; with a time limit they agree on the last step and both exit cleanly."""
     shapes, views = tiny_data
     config = tmp_path / "tiny.toml"
     model_lines = "\n".join(f"{k} = {list(v) if isinstance(v, tuple) else v}" for k, v in TINY_MODEL.items())
     config.write_text(
-        f'views = "{views}"\nshapes = "{shapes}"\nout_dir = "{tmp_path / "run"}"\nsteps = 3\nbatch_size = 4\n'
+        f'views = "{views}"\nshapes = "{shapes}"\nout_dir = "{tmp_path / "run"}"\nsteps = {steps}\nbatch_size = 4\n'
         f'sigma = 1e-4\ncheckpoint_every = 3\nvalidate_every = 0\ndevice = "cpu"\n\n[model]\n{model_lines}\n'
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "softras.cli", "train", "--config", str(config)]
+    if max_minutes is not None:
+        cmd += ["--max-minutes", str(max_minutes)]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert state["step"] == 3
+    if max_minutes is None:
+        assert state["step"] == steps
+    else:
+        assert 0 < state["step"] < steps
 
 
 @pytest.mark.parametrize("use_views", [True, False])

@@ -237,7 +237,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     history = out_dir / "log.jsonl"
 
-    while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
+    while step < cfg.steps and not _time_is_up(deadline, distributed, device):
         generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 4099 + rank)
         batch = sample_two_views(train_views, cfg.batch_size // world, generator, input_views, cfg.mirror,
                                  model_weights).to(device)
@@ -266,9 +266,26 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
             _validate_and_export(validated, cfg, step, sessions, log)
     if distributed:
+        del net  # release DistributedDataParallel's hold on the process group before it is destroyed
         dist.barrier()
         dist.destroy_process_group()
     return checkpoint
+
+
+def _time_is_up(deadline: float | None, distributed: bool, device: torch.device) -> bool:
+    """Whether ``deadline`` (``time.monotonic()`` seconds) has passed, agreed by all processes.
+
+    Every process must stop after the same step, or the others would wait forever in the next all-reduce;
+    so in distributed training the time is up for all as soon as it is up for one.
+    """
+    if deadline is None:
+        return False
+    up = time.monotonic() >= deadline
+    if distributed:
+        flag = torch.tensor([float(up)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        up = bool(flag.item())
+    return up
 
 
 def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions: list[dict], log: Callable[[str], None]) -> None:
