@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from softras.data import Shapes, ViewSet, sample_two_views
-from softras.evaluate import evaluate
+from softras.evaluate import evaluate, format_report
 from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
 from softras.train import TrainConfig, train
 
@@ -158,10 +158,19 @@ def test_weights_round_trip_and_bad_files(tmp_path):
 
 def test_evaluate_reports_every_category(tiny_data):
     shapes_path, views_path = tiny_data
+    torch.manual_seed(0)
     model = Generator(GeneratorConfig(**TINY_MODEL))
     report = evaluate(model, ViewSet(views_path, None), Shapes.load(shapes_path), views_per_model=2)
     assert set(report.voxel_iou) == {"box", "ball"} and report.models == {"box": 4, "ball": 2}
     assert all(0 <= v <= 1 for v in report.voxel_iou.values())
+    for c, iou in report.voxel_iou.items():  # IoU = I / (P + T - I) is at most I / P and I / T, model by model
+        assert iou <= report.voxel_precision[c] + 1e-9 and iou <= report.voxel_recall[c] + 1e-9
+        assert 0 < report.voxel_recall[c] <= 1
+    table = format_report(report).splitlines()
+    assert table[0].split() == ["category", "models", "voxel", "IoU", "silhouette", "IoU", "precision", "recall"]
+    mean_row = table[-1].split()
+    assert mean_row[:2] == ["mean", "6"] and float(mean_row[2]) == pytest.approx(report.mean_voxel_iou, abs=1e-4)
+    assert float(mean_row[4]) == pytest.approx(sum(report.voxel_precision.values()) / 2, abs=1e-4)
 
 
 @pytest.mark.parametrize("steps, max_minutes", [(3, None), (100_000, 0.05)])
@@ -198,6 +207,7 @@ def test_eval_command_prints_a_per_category_table(use_views, tiny_data, tiny_wei
     report = json.loads(capsys.readouterr().out)
     assert set(report["voxel_iou"]) == {"box", "ball"} and report["models"] == {"box": 4, "ball": 2}
     assert 0 <= report["mean_voxel_iou"] <= 1 and 0 <= report["mean_silhouette_iou"] <= 1
+    assert set(report["voxel_precision"]) == set(report["voxel_recall"]) == {"box", "ball"}
 
 
 def test_training_starts_from_exported_weights_without_a_checkpoint(tiny_data, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from softras.mesh import icosphere
-from softras.voxelize import (surface_voxels, unpack_voxels, voxel_iou, voxelize, winding_number,
+from softras.voxelize import (surface_voxels, unpack_voxels, voxel_iou, voxel_precision_recall, voxelize, winding_number,
                               winding_number_grid)
 
 from conftest import SHARED_SHAPES as DATA
@@ -77,6 +77,19 @@ def test_voxel_iou_basics():
     assert voxel_iou(g, ~g) == 0.0
     with pytest.raises(ValueError):
         voxel_iou(g, g[:-1])
+
+
+def test_voxel_precision_and_recall():
+    inner, outer = block(10, 19), block(5, 24)  # 10^3 voxels inside 20^3
+    assert voxel_precision_recall(inner, outer) == (1.0, pytest.approx(1000 / 8000))
+    assert voxel_precision_recall(outer, inner) == (pytest.approx(1000 / 8000), 1.0)
+    shifted = block(7, 24, lo_x=11, hi_x=28)  # 18^3 shifted by 4 along x: 14 of 18 layers shared
+    assert voxel_precision_recall(block(7, 24), shifted) == (pytest.approx(14 / 18), pytest.approx(14 / 18))
+    empty = torch.zeros(R, R, R, dtype=torch.bool)
+    assert voxel_precision_recall(empty, outer) == (1.0, 0.0)
+    assert voxel_precision_recall(outer, empty) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        voxel_precision_recall(inner, inner[:-1])
 
 
 def test_known_ious():

@@ -2,13 +2,14 @@
 
 For each model, the generator reconstructs a mesh from each of a few views; the mesh is voxelised as surface plus
 interior at 32^3 over [-0.5, 0.5]^3 and compared with the shape's ``voxels_shell``. Silhouette IoU compares the
-mesh's silhouette from the input view with the input's alpha.
+mesh's silhouette from the input view with the input's alpha. Voxel precision and recall tell whether a low IoU
+comes from a prediction that is too fat or one that misses parts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from softras.data import Shapes, ViewSet
 from softras.losses import soft_iou
 from softras.model import Generator
 from softras.raster import RasterSettings, render_silhouette
-from softras.voxelize import unpack_voxels, voxel_iou, voxelize
+from softras.voxelize import unpack_voxels, voxel_iou, voxel_precision_recall, voxelize
 
 __all__ = ["EvalReport", "evaluate", "format_report"]
 
@@ -28,7 +29,9 @@ class EvalReport:
 
     voxel_iou: dict[str, float]
     silhouette_iou: dict[str, float]
-    models: dict[str, int] = field(default_factory=dict)
+    voxel_precision: dict[str, float]
+    voxel_recall: dict[str, float]
+    models: dict[str, int]
 
     @property
     def mean_voxel_iou(self) -> float:
@@ -40,6 +43,7 @@ class EvalReport:
 
     def as_dict(self) -> dict:
         return {"voxel_iou": self.voxel_iou, "silhouette_iou": self.silhouette_iou, "models": self.models,
+                "voxel_precision": self.voxel_precision, "voxel_recall": self.voxel_recall,
                 "mean_voxel_iou": self.mean_voxel_iou, "mean_silhouette_iou": self.mean_silhouette_iou}
 
 
@@ -59,7 +63,7 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
     models = torch.arange(views.num_models).repeat_interleave(len(view_ids))
     vids = view_ids.repeat(views.num_models)
     settings = RasterSettings(views.image_size)
-    vox, sil = defaultdict(list), defaultdict(list)
+    vox, sil, precision, recall = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
     for start in range(0, len(models), batch_size):
         m, v = models[start : start + batch_size], vids[start : start + batch_size]
         images = views.images_chw(m, v).to(device)
@@ -69,17 +73,31 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
         for k in range(len(m)):
             cat = str(views.category[m[k]])
             target = unpack_voxels(shapes.voxels_shell[views.model_index[m[k]]])
-            vox[cat].append(voxel_iou(voxelize(vertices[k].cpu(), model.faces.cpu()), target))
+            predicted = voxelize(vertices[k].cpu(), model.faces.cpu())
+            vox[cat].append(voxel_iou(predicted, target))
+            p, r = voxel_precision_recall(predicted, target)
+            precision[cat].append(p)
+            recall[cat].append(r)
             sil[cat].append(float(sil_iou[k]))
     model.train(was_training)
     cats = sorted(vox)
-    return EvalReport({c: float(np.mean(vox[c])) for c in cats}, {c: float(np.mean(sil[c])) for c in cats},
-                      {c: len(vox[c]) // len(view_ids) for c in cats})
+    def means(values: dict[str, list[float]]) -> dict[str, float]:
+        return {c: float(np.mean(values[c])) for c in cats}
+    return EvalReport(means(vox), means(sil), means(precision), means(recall), {c: len(vox[c]) // len(view_ids) for c in cats})
 
 
 def format_report(report: EvalReport) -> str:
-    rows = [f"{'category':<14}{'models':>7}{'voxel IoU':>11}{'silhouette IoU':>16}", "-" * 48]
-    for c in report.voxel_iou:
-        rows.append(f"{c:<14}{report.models[c]:>7}{report.voxel_iou[c]:>11.4f}{report.silhouette_iou[c]:>16.4f}")
-    rows += ["-" * 48, f"{'mean':<14}{sum(report.models.values()):>7}{report.mean_voxel_iou:>11.4f}{report.mean_silhouette_iou:>16.4f}"]
+    """The per-category table: models, voxel IoU, silhouette IoU, voxel precision and recall, and their means."""
+    columns = {"voxel IoU": report.voxel_iou, "silhouette IoU": report.silhouette_iou,
+               "precision": report.voxel_precision, "recall": report.voxel_recall}
+    widths = [len(name) + 2 for name in columns]
+
+    def row(name: str, models: int, values: list[float]) -> str:
+        return f"{name:<14}{models:>7}" + "".join(f"{v:>{w}.4f}" for v, w in zip(values, widths))
+
+    header = f"{'category':<14}{'models':>7}" + "".join(f"{name:>{w}}" for name, w in zip(columns, widths))
+    rows = [header, "-" * len(header)]
+    rows += [row(c, report.models[c], [col[c] for col in columns.values()]) for c in report.voxel_iou]
+    means = [float(np.mean(list(col.values()))) for col in columns.values()]
+    rows += ["-" * len(header), row("mean", sum(report.models.values()), means)]
     return "\n".join(rows)

@@ -279,6 +279,21 @@ def voxel_iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if union == 0 else int((a & b).sum()) / union
 
 
+def voxel_precision_recall(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Precision ``|pred & target| / |pred|`` and recall ``|pred & target| / |target|`` of two occupancy grids.
+
+    Low precision means the prediction is too fat (occupies voxels the target does not), low recall that it
+    misses parts. An empty ``pred`` has precision 1.0 and an empty ``target`` recall 1.0 (nothing to get wrong).
+    Raises ValueError on a shape mismatch.
+    """
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"grids must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    pred, target = pred.bool(), target.to(pred.device).bool()
+    inter, predicted, wanted = int((pred & target).sum()), int(pred.sum()), int(target.sum())
+    return (1.0 if predicted == 0 else inter / predicted), (1.0 if wanted == 0 else inter / wanted)
+
+
 def unpack_voxels(packed: np.ndarray | torch.Tensor, resolution: int = 32) -> torch.Tensor:
     """Unpack a ``np.packbits`` C-order occupancy grid (e.g. ``voxels_shell[i]``, (4096,) uint8 for R = 32).
 
