@@ -25,7 +25,8 @@ __all__ = ["EvalReport", "evaluate", "format_report"]
 
 @dataclass
 class EvalReport:
-    """Mean IoUs per category; ``mean_voxel_iou`` averages the categories (the paper's protocol)."""
+    """Per-category means of the voxel and silhouette IoUs and of voxel precision and recall, and the number of
+    models per category; ``mean_voxel_iou`` averages the categories (the paper's protocol)."""
 
     voxel_iou: dict[str, float]
     silhouette_iou: dict[str, float]
@@ -81,8 +82,10 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
             sil[cat].append(float(sil_iou[k]))
     model.train(was_training)
     cats = sorted(vox)
+
     def means(values: dict[str, list[float]]) -> dict[str, float]:
         return {c: float(np.mean(values[c])) for c in cats}
+
     return EvalReport(means(vox), means(sil), means(precision), means(recall), {c: len(vox[c]) // len(view_ids) for c in cats})
 
 
