@@ -266,17 +266,26 @@ def voxelize(vertices: torch.Tensor, faces: torch.Tensor, resolution: int = 32, 
     return surf | (winding_number_grid(vertices, faces, resolution, bounds, mask=~surf).abs() >= 0.5)
 
 
-def voxel_iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Intersection over union of two occupancy grids of the same shape (any dtype, nonzero = occupied).
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int]:
+    """Counts ``|a & b|``, ``|a|``, ``|b|`` of two occupancy grids of the same shape (nonzero = occupied).
 
-    Two empty grids give 1.0. Raises ValueError on a shape mismatch.
+    Raises ValueError on a shape mismatch.
     """
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape:
         raise ValueError(f"grids must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = a.bool(), b.to(a.device).bool()
-    union = int((a | b).sum())
-    return 1.0 if union == 0 else int((a & b).sum()) / union
+    return int((a & b).sum()), int(a.sum()), int(b.sum())
+
+
+def voxel_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Intersection over union of two occupancy grids of the same shape (any dtype, nonzero = occupied).
+
+    Two empty grids give 1.0. Raises ValueError on a shape mismatch.
+    """
+    inter, count_a, count_b = _overlap(a, b)
+    union = count_a + count_b - inter
+    return 1.0 if union == 0 else inter / union
 
 
 def voxel_precision_recall(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
@@ -286,11 +295,7 @@ def voxel_precision_recall(pred: torch.Tensor, target: torch.Tensor) -> tuple[fl
     misses parts. An empty ``pred`` has precision 1.0 and an empty ``target`` recall 1.0 (nothing to get wrong).
     Raises ValueError on a shape mismatch.
     """
-    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
-    if pred.shape != target.shape:
-        raise ValueError(f"grids must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    pred, target = pred.bool(), target.to(pred.device).bool()
-    inter, predicted, wanted = int((pred & target).sum()), int(pred.sum()), int(target.sum())
+    inter, predicted, wanted = _overlap(pred, target)
     return (1.0 if predicted == 0 else inter / predicted), (1.0 if wanted == 0 else inter / wanted)
 
 
