@@ -1,11 +1,13 @@
 """How much can silhouettes from a set of elevations tell about a shape? Voxel IoU of visual hulls.
 
-    .venv/bin/python scripts/visual_hull_iou.py --data ../shared/data/shapes_train.npz --sets 30 0,30 -30,0,30
+    .venv/bin/python scripts/visual_hull_iou.py --data ../shared/data/shapes_train.npz --sets 30 0,30 0,-30,30
+    .venv/bin/python scripts/visual_hull_iou.py --data ../shared/data/shapes_train.npz --sets 30 0,30 --size 128
 
 For each validation model, the views (24 azimuths per elevation, rendered with the engine's rasterizer) carve a
 32^3 grid: a voxel stays where its centre projects into every silhouette, dilated by one pixel (a voxel spans
 about 1.4 px at 64x64, so a thin part still keeps its voxels). The hull is scored against ``voxels_shell`` like a
-reconstruction. A generator supervised by silhouettes from those elevations can at best learn this hull.
+reconstruction. A generator supervised by silhouettes from those elevations can at best learn this hull. ``--size``
+renders the silhouettes at another resolution (the one-pixel dilation shrinks with the pixels).
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def hull_ious(shapes: Shapes, index: int, elevation_sets: list[list[float]], siz
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="shapes file, e.g. ../shared/data/shapes_train.npz")
-    ap.add_argument("--sets", nargs="+", default=["30", "0,30"], help="elevation sets, comma-separated degrees")
+    ap.add_argument("--sets", nargs="+", default=["30", "0,30"], help="elevation sets, comma-separated degrees, "
+                    "in any order (a set must not start with a minus sign: write 0,-30,30)")
     ap.add_argument("--split", choices=("val", "train", "all"), default="val")
+    ap.add_argument("--size", type=int, default=64, help="silhouette resolution in pixels (default 64)")
     args = ap.parse_args()
     sets = [[float(e) for e in s.split(",")] for s in args.sets]
     shapes = Shapes.load(args.data)
@@ -54,7 +58,7 @@ def main() -> None:
     chosen = np.arange(len(shapes)) if args.split == "all" else np.flatnonzero(split == args.split)
     per_category = [defaultdict(list) for _ in sets]
     for i in chosen:
-        for k, iou in enumerate(hull_ious(shapes, int(i), sets)):
+        for k, iou in enumerate(hull_ious(shapes, int(i), sets, size=args.size)):
             per_category[k][str(shapes.category[i])].append(iou)
     for s, cats in zip(args.sets, per_category):
         means = {c: float(np.mean(v)) for c, v in sorted(cats.items())}
