@@ -51,9 +51,9 @@ def card(path: Path) -> str:
         "Split by model, stratified per category (10% validation).",
         f"Generator input views: elevations {_elevations(cfg.get('input_elevations'))}; every other view of the object "
         f"supervises. In the last session: extra training views {_files(cfg.get('extra_views', []))} (procedural shapes "
-        f"from `scripts/procedural_shapes.py` and stretched copies of the training models from "
-        f"`scripts/stretched_shapes.py`, as `configs/generator.toml` says; never validated), mirrored shapes {cfg.get('mirror', False)}, category "
-        f"balance {cfg.get('category_balance', 0.0)}.",
+        "from `scripts/procedural_shapes.py` and stretched copies of the training models from "
+        "`scripts/stretched_shapes.py`, as `configs/generator.toml` says; never validated), "
+        f"mirrored shapes {cfg.get('mirror', False)}, category balance {cfg.get('category_balance', 0.0)}.",
         "",
         "## Training",
         "",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from softras.fileio import atomic_write
-from softras.voxelize import surface_voxels, winding_number_grid
+from softras.voxelize import shapes_file_voxels
 
 _BOX_FACES = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
                        [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], np.int64)
@@ -464,10 +464,8 @@ def make(count: int, seed: int, kinds: list[str] | None = None) -> dict[str, np.
         KINDS[str(kind)](parts)
         v, f, c = parts.mesh()
         verts.append(v), faces.append(f), colors.append(c)
-        vt, ft = torch.from_numpy(v), torch.from_numpy(f.astype(np.int64))
-        inside = winding_number_grid(vt, ft).abs() >= 0.5
-        vox.append(np.packbits(inside.numpy().ravel()))
-        shell.append(np.packbits((inside | surface_voxels(vt, ft)).numpy().ravel()))
+        packed = shapes_file_voxels(torch.from_numpy(v), torch.from_numpy(f.astype(np.int64)))
+        vox.append(packed[0]), shell.append(packed[1])
     return dict(
         vertices=np.concatenate(verts), faces=np.concatenate(faces), face_colors=np.concatenate(colors),
         vert_offsets=np.cumsum([0] + [len(v) for v in verts]).astype(np.int64),

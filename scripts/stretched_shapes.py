@@ -25,7 +25,7 @@ import torch
 
 from softras.data import Shapes, split_by_model
 from softras.fileio import atomic_write
-from softras.voxelize import surface_voxels, winding_number_grid
+from softras.voxelize import shapes_file_voxels
 
 
 def stretch(vertices: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -52,10 +52,8 @@ def make(path: Path, copies: int, max_stretch: float, seed: int) -> dict[str, np
         c = shapes.face_colors[shapes.face_offsets[i] : shapes.face_offsets[i + 1]]
         for _ in range(copies):
             s = stretch(v, np.exp(rng.uniform(-np.log(max_stretch), np.log(max_stretch), 3)))
-            vt, ft = torch.from_numpy(s), torch.from_numpy(f.astype(np.int64))
-            inside = winding_number_grid(vt, ft).abs() >= 0.5
-            vox.append(np.packbits(inside.numpy().ravel()))
-            shell.append(np.packbits((inside | surface_voxels(vt, ft)).numpy().ravel()))
+            packed = shapes_file_voxels(torch.from_numpy(s), torch.from_numpy(f.astype(np.int64)))
+            vox.append(packed[0]), shell.append(packed[1])
             verts.append(s), faces.append(f), colors.append(c), index.append(i)
     index = np.array(index)
     copy = np.tile(np.arange(copies), len(train))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from softras.mesh import icosphere
-from softras.voxelize import (surface_voxels, unpack_voxels, voxel_iou, voxel_precision_recall, voxelize, winding_number,
-                              winding_number_grid)
+from softras.voxelize import (shapes_file_voxels, surface_voxels, unpack_voxels, voxel_iou, voxel_precision_recall,
+                              voxelize, winding_number, winding_number_grid)
 
 from conftest import SHARED_SHAPES as DATA
 R = 32
@@ -90,6 +90,15 @@ def test_voxel_precision_and_recall():
     assert voxel_precision_recall(outer, empty) == (0.0, 1.0)
     with pytest.raises(ValueError):
         voxel_precision_recall(inner, inner[:-1])
+
+
+def test_shapes_file_voxels_are_the_interior_and_the_shell():
+    v, f = cube(0.26, centre=(0.01, 0.0, 0.0))  # faces off the voxel boundaries along x
+    voxels, shell = shapes_file_voxels(v, f)
+    assert voxels.dtype == shell.dtype == np.uint8 and voxels.shape == shell.shape == (R ** 3 // 8,)
+    inside, whole = unpack_voxels(voxels), unpack_voxels(shell)
+    assert torch.equal(inside, winding_number_grid(v, f).abs() >= 0.5)
+    assert torch.equal(whole, voxelize(v, f)) and bool((whole >= inside).all()) and whole.sum() > inside.sum()
 
 
 def test_known_ious():

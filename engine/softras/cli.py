@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
     train.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="voxel IoU (with precision and recall) and silhouette IoU per category of a generator on a shapes file")
+    ev = sub.add_parser("eval", help="voxel IoU (with precision and recall) and silhouette IoU per category of a "
+                                     "generator on a shapes file")
     ev.add_argument("--weights", required=True, help="generator weights, e.g. models/softras_generator.pt")
     ev.add_argument("--data", required=True, help="shapes file (.npz) with meshes and voxels_shell")
     ev.add_argument("--views", help="views file rendered from --data (default: render with the engine's rasterizer)")

@@ -86,7 +86,8 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
     def means(values: dict[str, list[float]]) -> dict[str, float]:
         return {c: float(np.mean(values[c])) for c in cats}
 
-    return EvalReport(means(vox), means(sil), means(precision), means(recall), {c: len(vox[c]) // len(view_ids) for c in cats})
+    models_per_category = {c: len(vox[c]) // len(view_ids) for c in cats}
+    return EvalReport(means(vox), means(sil), means(precision), means(recall), models_per_category)
 
 
 def format_report(report: EvalReport) -> str:

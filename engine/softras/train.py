@@ -60,7 +60,8 @@ class TrainConfig:
     validate_every: int = 1000
     validate_views: int = 2
     device: str = "auto"
-    input_elevations: list[float] | None = None  # elevations (degrees) of the views fed to the generator, in training and validation; None: all
+    # elevations (degrees) of the views fed to the generator, in training and in validation; None: all
+    input_elevations: list[float] | None = None
     mirror: bool = False  # also train on the shapes' mirror images (x -> -x): flipped views, negated azimuths
     category_balance: float = 0.0  # 0: every model equally often; 1: every category equally often (ViewSet.model_weights)
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped

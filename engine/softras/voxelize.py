@@ -16,7 +16,8 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["voxelize", "surface_voxels", "winding_number", "winding_number_grid", "voxel_iou", "unpack_voxels"]
+__all__ = ["voxelize", "surface_voxels", "winding_number", "winding_number_grid", "voxel_iou", "voxel_precision_recall",
+           "unpack_voxels", "shapes_file_voxels"]
 
 _PAIR_BUDGET = 1 << 16  # (triangle, voxel) pairs per SAT / ray batch: ~1.3 KB each in float64 (~90 MB)
 _STRIP_BUDGET = 1 << 18  # (centre, boundary edge) pairs per strip batch: ~250 B each (~65 MB)
@@ -297,6 +298,19 @@ def voxel_precision_recall(pred: torch.Tensor, target: torch.Tensor) -> tuple[fl
     """
     inter, predicted, wanted = _overlap(pred, target)
     return (1.0 if predicted == 0 else inter / predicted), (1.0 if wanted == 0 else inter / wanted)
+
+
+def shapes_file_voxels(vertices: torch.Tensor, faces: torch.Tensor,
+                       resolution: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """A mesh's two rows of a shapes file (``shared/data/README.md``), packed as :func:`unpack_voxels` reads them.
+
+    vertices: (V, 3) object frame; faces: (F, 3) integer. Returns ``(voxels, voxels_shell)``, each
+    ((R**3 + 7) // 8,) uint8 over [-0.5, 0.5]^3: ``voxels`` holds the centres inside by the winding number
+    (``|w| >= 0.5``), ``voxels_shell`` those plus every voxel the surface touches.
+    """
+    inside = winding_number_grid(vertices, faces, resolution).abs() >= 0.5
+    shell = inside | surface_voxels(vertices, faces, resolution)
+    return np.packbits(inside.cpu().numpy().ravel()), np.packbits(shell.cpu().numpy().ravel())
 
 
 def unpack_voxels(packed: np.ndarray | torch.Tensor, resolution: int = 32) -> torch.Tensor:
