@@ -8,6 +8,8 @@
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_stools.npz --count 320 \\
         --kinds stool round_table frame_table pan --seed 3
     .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_aeroplanes.npz --count 150 --kinds aeroplane --seed 4
+    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_rooms.npz --count 240 \\
+        --kinds sofa bathtub toilet piano --seed 5
 
 Tables, chairs, benches, beds, desks and shelves with random proportions, thin legs, slats and open frames: the
 shapes the real data has few of and a deformed sphere finds hardest (space under table tops and seats); and, with
@@ -15,7 +17,9 @@ shapes the real data has few of and a deformed sphere finds hardest (space under
 along z and hand tools standing along y as in the real data (which has 8 rifles and 7 tools); with
 ``--kinds stool round_table frame_table pan``, stools and round tables on splayed legs, rectangular tables with an
 apron and a lower shelf, and pans and pots lying flat (hollow turned bodies with handles); with ``--kinds aeroplane``,
-aircraft with the nose at -z and the fin at +z like the real data's five. Object
+aircraft with the nose at -z and the fin at +z like the real data's five; with ``--kinds sofa bathtub toilet piano``,
+sofas with the back at +z, open bathtubs along x, toilets with the cistern at +z and upright and grand pianos with
+the keyboard at -z, as the real data's 8 to 16 models of each stand. Object
 frame as in the data README: Y-up, bounding box centred and scaled to a largest extent of 1; chair, bench and
 bed backs on the +z side like the Pix3D and ShapeNet models. Every part is closed, so ``voxels`` (winding
 number) and ``voxels_shell`` (plus surface) follow the README's definitions.
@@ -63,9 +67,11 @@ class _Parts:
         self._add(corners, _BOX_FACES, color)
 
     def lathe(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24,
-              offset: tuple[float, float, float] = (0.0, 0.0, 0.0), along_z: bool = False) -> None:
+              offset: tuple[float, float, float] = (0.0, 0.0, 0.0), along_z: bool = False,
+              scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
         """The profile ``radii`` (K,) at increasing ``heights`` (K,) turned about the y axis (the z axis when
-        ``along_z``, heights then along z), capped at both ends, then moved by ``offset``."""
+        ``along_z``, heights then along z), capped at both ends, then stretched by ``scale`` (positive) and moved
+        by ``offset``."""
         k = len(radii)
         angle = np.arange(segments) * 2 * np.pi / segments
         rings = np.stack([np.outer(radii, np.cos(angle)), np.repeat(heights[:, None], segments, 1),
@@ -79,7 +85,7 @@ class _Parts:
         top = np.stack([np.full(segments, k * segments + 1), (k - 1) * segments + (ring + 1) % segments, (k - 1) * segments + ring], -1)
         if along_z:
             vertices = vertices[:, [0, 2, 1]]
-        self._add(vertices + np.asarray(offset), np.concatenate([side, bottom, top]), color)
+        self._add(vertices * np.asarray(scale) + np.asarray(offset), np.concatenate([side, bottom, top]), color)
 
     def ring(self, radii: np.ndarray, heights: np.ndarray, color: np.ndarray, segments: int = 24) -> None:
         """The closed profile loop (``radii`` (K,) > 0, ``heights`` (K,)) turned about the y axis: a hollow wall."""
@@ -441,11 +447,103 @@ def aeroplane(p: _Parts) -> None:
            depth=0.012)
 
 
+def sofa(p: _Parts) -> None:
+    """Sofas and armchairs along x: a base under seat cushions, a back on the +z side, arms, sometimes a chaise."""
+    r = p.rng
+    w, d, h, leg = r.uniform(0.8, 2.4), r.uniform(0.7, 1.0), r.uniform(0.35, 0.48), r.uniform(0.0, 0.15)
+    fabric, frame = p.color(), p.color()
+    if leg > 0.03:
+        _legs(p, w / 2 - 0.05, d / 2 - 0.05, leg, r.uniform(0.03, 0.06), frame)
+    cushion = r.uniform(0.06, 0.15)
+    p.box((-w / 2, leg, -d / 2), (w / 2, h - cushion, d / 2), fabric)
+    back_t, arm_w = r.uniform(0.12, 0.25), r.uniform(0.08, 0.22) if r.random() < 0.85 else 0.0
+    n = int(r.integers(1, 4))
+    inner = w - 2 * arm_w
+    for k in range(n):
+        p.box((-inner / 2 + k * inner / n + 0.005, h - cushion, -d / 2), (-inner / 2 + (k + 1) * inner / n - 0.005, h, d / 2 - back_t),
+              fabric)
+    p.box((-w / 2, leg, d / 2 - back_t), (w / 2, h + r.uniform(0.25, 0.5), d / 2), fabric)
+    if arm_w:
+        arm_h = h + r.uniform(0.05, 0.25)
+        for sx in (-1, 1):
+            p.box((sx * w / 2 - arm_w / 2 - arm_w / 2 * sx, leg, -d / 2), (sx * w / 2 + arm_w / 2 - arm_w / 2 * sx, arm_h, d / 2 - back_t),
+                  fabric)
+    if w > 1.5 and r.random() < 0.25:  # a chaise longue on one side, reaching forward to -z
+        x0, x1 = (-w / 2, -w / 2 + r.uniform(0.6, 0.8)) if r.random() < 0.5 else (w / 2 - r.uniform(0.6, 0.8), w / 2)
+        p.box((x0, leg, -d / 2 - r.uniform(0.5, 0.8)), (x1, h, -d / 2), fabric)
+
+
+def bathtub(p: _Parts) -> None:
+    """Bathtubs along x: a floor slab and four walls around an open basin, built in or on four short feet."""
+    r = p.rng
+    length, w, h, t = r.uniform(1.4, 1.9), r.uniform(0.6, 0.9), r.uniform(0.4, 0.65), r.uniform(0.04, 0.12)
+    enamel = np.clip(np.full(3, r.uniform(200, 250)) * r.uniform(0.92, 1.0, 3), 0, 255) if r.random() < 0.8 else p.color()
+    foot = r.uniform(0.08, 0.2) if r.random() < 0.3 else 0.0
+    if foot:
+        _legs(p, length / 2 - 0.15, w / 2 - 0.1, foot, 0.06, p.color())
+    p.box((-length / 2, foot, -w / 2), (length / 2, foot + t, w / 2), enamel)
+    for sx in (-1, 1):
+        p.box((sx * length / 2 - t / 2 - sx * t / 2, foot + t, -w / 2), (sx * length / 2 + t / 2 - sx * t / 2, foot + h, w / 2), enamel)
+    for sz in (-1, 1):
+        p.box((-length / 2 + t, foot + t, sz * w / 2 - t / 2 - sz * t / 2), (length / 2 - t, foot + h, sz * w / 2 + t / 2 - sz * t / 2),
+              enamel)
+
+
+def toilet(p: _Parts) -> None:
+    """Toilets: an elongated turned bowl on a narrow foot, a seat on top and a cistern on the +z side."""
+    r = p.rng
+    ceramic = np.clip(np.full(3, r.uniform(210, 250)) * r.uniform(0.95, 1.0, 3), 0, 255)
+    h, radius = r.uniform(0.36, 0.45), r.uniform(0.17, 0.22)
+    t = np.linspace(0, 1, 8)
+    profile = radius * (r.uniform(0.45, 0.6) + (1 - r.uniform(0.45, 0.6)) * t ** r.uniform(0.7, 2.0))
+    stretch = r.uniform(1.15, 1.45)
+    p.lathe(profile, h * t, ceramic, scale=(1.0, 1.0, stretch))
+    p.lathe(np.full(2, radius * 1.02), np.array([h, h + r.uniform(0.02, 0.05)]), p.color() if r.random() < 0.3 else ceramic,
+            scale=(1.0, 1.0, stretch))
+    tank_w, tank_d = r.uniform(0.3, 0.5), r.uniform(0.12, 0.22)
+    z1 = radius * stretch + r.uniform(0.0, 0.1)
+    if r.random() < 0.8:  # cistern on the bowl's back
+        p.box((-tank_w / 2, h * r.uniform(0.6, 1.0), z1 - tank_d), (tank_w / 2, h + r.uniform(0.3, 0.45), z1), ceramic)
+    else:  # wall-hung: a slim panel behind
+        p.box((-tank_w / 2, 0, z1 - 0.05), (tank_w / 2, h + r.uniform(0.2, 0.5), z1), ceramic)
+
+
+def piano(p: _Parts) -> None:
+    """Upright and grand pianos, the keyboard on the -z side; a grand's case reaches back to +z on three legs."""
+    r = p.rng
+    case = np.full(3, r.uniform(10, 40)) if r.random() < 0.7 else p.color()
+    keys = np.clip(np.full(3, r.uniform(220, 250)), 0, 255)
+    w, key_y = r.uniform(1.3, 1.6), r.uniform(0.68, 0.76)
+    if r.random() < 0.5:  # upright
+        d, h = r.uniform(0.45, 0.65), r.uniform(1.0, 1.35)
+        p.box((-w / 2, 0, 0), (w / 2, h, d), case)
+        p.box((-w / 2, key_y - 0.1, -0.25), (w / 2, key_y, 0), case)
+        p.box((-w / 2 + 0.06, key_y, -0.22), (w / 2 - 0.06, key_y + 0.03, -0.05), keys)
+        for sx in (-1, 1):
+            x = sx * (w / 2 - 0.05)
+            p.box((x - 0.03, 0, -0.23), (x + 0.03, key_y - 0.1, -0.17), case)
+        return
+    length, body = r.uniform(1.2, 2.4), r.uniform(0.25, 0.35)
+    y0 = key_y - 0.1
+    p.box((-w / 2, y0, 0), (w / 2, y0 + body, length * 0.45), case)  # the wide front half
+    narrow = w * r.uniform(0.35, 0.6)  # the curved tail, stepped towards the bass side (-x)
+    p.box((-w / 2, y0, length * 0.45), (-w / 2 + narrow, y0 + body, length), case)
+    p.box((-w / 2 + narrow, y0, length * 0.45), (w / 2 - 0.1, y0 + body, length * 0.7), case)
+    p.box((-w / 2, key_y - 0.1, -0.2), (w / 2, key_y, 0), case)
+    p.box((-w / 2 + 0.06, key_y, -0.18), (w / 2 - 0.06, key_y + 0.03, -0.02), keys)
+    for x, z in ((-w / 2 + 0.1, 0.1), (w / 2 - 0.1, 0.1), (-w / 2 + narrow / 2, length - 0.15)):
+        p.box((x - 0.04, 0, z - 0.04), (x + 0.04, y0, z + 0.04), case)
+    if r.random() < 0.5:  # the lid propped open, hinged on the -x side
+        lift = r.uniform(0.3, 0.6)
+        p.beam((-w / 2, y0 + body, length * 0.5), (w / 2 - 0.1, y0 + body + lift, length * 0.5), length * 0.8, case, depth=0.02)
+
+
 KINDS = {"table": table, "chair": chair, "bench": bench, "bed": bed, "desk": desk, "shelf": shelf, "vessel": vessel,
          "rifle": rifle, "tool": tool, "stool": stool, "round_table": round_table, "frame_table": frame_table, "pan": pan,
-         "aeroplane": aeroplane}
+         "aeroplane": aeroplane, "sofa": sofa, "bathtub": bathtub, "toilet": toilet, "piano": piano}
 WEIGHTS = {"table": 0.3, "chair": 0.25, "bench": 0.1, "bed": 0.1, "desk": 0.15, "shelf": 0.1, "vessel": 0.0, "rifle": 0.0,
-           "tool": 0.0, "stool": 0.0, "round_table": 0.0, "frame_table": 0.0, "pan": 0.0, "aeroplane": 0.0}
+           "tool": 0.0, "stool": 0.0, "round_table": 0.0, "frame_table": 0.0, "pan": 0.0, "aeroplane": 0.0,
+           "sofa": 0.0, "bathtub": 0.0, "toilet": 0.0, "piano": 0.0}
 
 
 def make(count: int, seed: int, kinds: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -62,7 +62,7 @@ def test_extra_views_join_the_training_set(procedural, tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("kinds", [None, ["vessel"], ["rifle", "tool"], ["stool", "round_table", "frame_table", "pan"],
-                                   ["aeroplane"]])
+                                   ["aeroplane"], ["sofa", "bathtub", "toilet", "piano"]])
 def test_every_part_is_closed_and_wound_outwards(kinds):
     """Closed, consistently wound parts make the winding-number voxels meaningful: every directed edge occurs once
     (so each edge is shared by two faces that traverse it in opposite directions) and the enclosed volume is positive."""
@@ -101,3 +101,20 @@ def test_new_kinds_are_what_they_claim():
         v = planes["vertices"][planes["vert_offsets"][i] : planes["vert_offsets"][i + 1]]
         # Like the data's aeroplanes: fuselage along z with the fin (the highest point) at the tail, +z.
         assert v[v[:, 1].argmax(), 2] > 0.2 and abs(v[v[:, 1].argmax(), 0]) < 0.05
+
+
+def test_room_kinds_face_like_the_data():
+    """Sofa backs, toilet cisterns and piano bodies rise at the +z end (the data's sofas, toilets and pianos face -z);
+    bathtubs are open basins: the winding-number voxels above the floor slab at their centre are empty."""
+    for kind in ("sofa", "toilet", "piano"):
+        arrays = make(6, seed=6, kinds=[kind])
+        for i in range(6):
+            v = arrays["vertices"][arrays["vert_offsets"][i] : arrays["vert_offsets"][i + 1]]
+            back, front = v[v[:, 2] > v[:, 2].max() - 0.05, 1].max(), v[v[:, 2] < v[:, 2].min() + 0.05, 1].max()
+            assert back > front, (kind, i)
+    tubs = make(6, seed=6, kinds=["bathtub"])
+    for i in range(6):
+        solid = np.unpackbits(tubs["voxels"][i]).reshape(32, 32, 32).astype(bool)  # [x, y, z]
+        height = np.flatnonzero(solid.any(axis=(0, 2)))  # the layers the tub occupies
+        centre = np.flatnonzero(solid[16, :, 16])  # the floor slab under the basin's centre
+        assert centre.size and centre.max() - height.min() < 0.5 * (height.max() - height.min())
