@@ -1,4 +1,4 @@
-"""Choosing views: input elevations, mirrored and recoloured shapes, evaluation restricted to some elevations."""
+"""Choosing views: input elevations, mirrored shapes, evaluation restricted to some elevations."""
 
 import numpy as np
 import pytest
@@ -94,12 +94,11 @@ def test_evaluation_at_one_elevation_matches_a_file_with_only_those_views(two_el
     assert chosen.voxel_iou == only.voxel_iou and chosen.silhouette_iou == only.silhouette_iou
 
 
-def test_training_with_input_elevations_mirror_and_recolor(two_elevations, tmp_path):
+def test_training_with_input_elevations_and_mirror(two_elevations, tmp_path):
     shapes_path, both, _ = two_elevations
-    cfg = tiny_config((shapes_path, both), tmp_path, steps=2, input_elevations=[30], mirror=True, recolor=0.4)
+    cfg = tiny_config((shapes_path, both), tmp_path, steps=2, input_elevations=[30], mirror=True)
     train(cfg, log=lambda m: None)
-    config = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]
-    assert config["input_elevations"] == [30] and config["recolor"] == 0.4
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["input_elevations"] == [30]
     with pytest.raises(ValueError, match="no views at elevations"):
         train(tiny_config((shapes_path, both), tmp_path / "other", steps=1, input_elevations=[10]), log=lambda m: None)
 
@@ -131,35 +130,3 @@ def test_export_best_keeps_better_weights(tiny_data, tmp_path):
         metadata = load_weights(export)[1]
         assert (metadata.get("step") == 2) is replaced
         assert any("does not beat 2.0000" in m for m in messages) is not replaced
-
-
-def test_recolored_samples_permute_and_scale_both_views_alike(two_elevations):
-    _, both, _ = two_elevations
-    views = ViewSet(both, None)
-    rgb = torch.tensor([51, 102, 153], dtype=torch.uint8)  # 0.2, 0.4, 0.6: no gain up to exp(0.4) clips them
-    views.images[..., :3] = torch.where(views.images[..., 3:] > 0, rgb, torch.zeros_like(rgb))
-    plain = sample_two_views(views, 64, torch.Generator().manual_seed(5), mirror=True)
-    recolored = sample_two_views(views, 64, torch.Generator().manual_seed(5), mirror=True, recolor=0.4)
-    assert torch.equal(plain.models, recolored.models) and torch.equal(plain.mirrored, recolored.mirrored)
-    assert torch.equal(plain.images_a[:, 3], recolored.images_a[:, 3])
-    assert torch.equal(plain.images_b[:, 3], recolored.images_b[:, 3])
-    original = rgb.float() / 255
-    permutations = [torch.tensor(p) for p in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))]
-    reordered = 0
-    for k in range(64):
-        colors = []
-        for images in (recolored.images_a, recolored.images_b):
-            foreground = images[k, :3][:, images[k, 3] == 1]  # (3, P) fully covered pixels
-            assert torch.allclose(foreground, foreground[:, :1].expand_as(foreground))
-            colors.append(foreground[:, 0])
-        assert torch.allclose(colors[0], colors[1])  # one recolouring per object, both views alike
-        gains = [colors[0] / original[p] for p in permutations]
-        fits = [bool(((g > np.exp(-0.4) - 1e-6) & (g < np.exp(0.4) + 1e-6)).all()) for g in gains]
-        assert any(fits)
-        reordered += not fits[0]
-    assert reordered > 32  # five of six permutations move a channel
-
-
-def test_recolor_must_not_be_negative(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="recolor"):
-        tiny_config(tiny_data, tmp_path, steps=1, recolor=-0.1)

@@ -222,15 +222,6 @@ class ViewSet:
         return self.images[models, views].permute(0, 3, 1, 2).float() / 255
 
 
-def _recolored(images: list[torch.Tensor], strength: float, generator: torch.Generator) -> list[torch.Tensor]:
-    """The same random channel permutation and gains per object applied to each (B, 4, S, S) tensor's RGB."""
-    b = images[0].shape[0]
-    order = torch.rand(b, 3, generator=generator).argsort(1)  # (B, 3) a random permutation per object
-    gain = torch.exp((2 * torch.rand(b, 3, generator=generator) - 1) * strength)[:, :, None, None]
-    return [torch.cat([(im[:, :3].gather(1, order[:, :, None, None].expand_as(im[:, :3])) * gain).clamp(0, 1),
-                       im[:, 3:]], dim=1) for im in images]
-
-
 @dataclass
 class TwoViewBatch:
     """Two views of each of B objects: ``images_a`` feed the generator, both views supervise it."""
@@ -249,7 +240,7 @@ class TwoViewBatch:
 
 def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator,
                      input_views: torch.Tensor | None = None, mirror: bool = False,
-                     model_weights: torch.Tensor | None = None, recolor: float = 0.0) -> TwoViewBatch:
+                     model_weights: torch.Tensor | None = None) -> TwoViewBatch:
     """Random objects, each with two distinct random views; deterministic given the generator's state.
 
     Objects are drawn with replacement in proportion to ``model_weights`` (N,) (uniformly when None, see
@@ -257,10 +248,7 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
     View a (the generator's input) is drawn from ``input_views`` (K,) int64 view indices (all views when None);
     view b, which only supervises, from all the other views. With ``mirror``, half of the objects (at random) are
     replaced by their mirror images through the x = 0 plane: both images flipped left-right, azimuths negated
-    (exact for silhouettes; the light comes from the other side). With ``recolor`` > 0, every object's colour
-    channels (of both views alike) are permuted at random and scaled by gains log-uniform in
-    ``[exp(-recolor), exp(recolor)]``, then clipped to [0, 1]: a white light sees a recoloured material so, and the
-    generator cannot tell models apart by their colours.
+    (exact for silhouettes; the light comes from the other side).
     """
     if model_weights is None:
         models = torch.randint(views.num_models, (batch_size,), generator=generator)
@@ -277,6 +265,4 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
         flip = torch.rand(batch_size, generator=generator) < 0.5
         images_a = torch.where(flip[:, None, None, None], images_a.flip(-1), images_a)
         images_b = torch.where(flip[:, None, None, None], images_b.flip(-1), images_b)
-    if recolor > 0:
-        images_a, images_b = _recolored([images_a, images_b], recolor, generator)
     return TwoViewBatch(images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip)

@@ -63,7 +63,6 @@ class TrainConfig:
     # elevations (degrees) of the views fed to the generator, in training and in validation; None: all
     input_elevations: list[float] | None = None
     mirror: bool = False  # also train on the shapes' mirror images (x -> -x): flipped views, negated azimuths
-    recolor: float = 0.0  # > 0: permute and scale each object's colour channels (log gain within +-recolor)
     category_balance: float = 0.0  # 0: every model equally often; 1: every category equally often (ViewSet.model_weights)
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
     bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
@@ -92,8 +91,6 @@ class TrainConfig:
         cfg = cls(**raw, model=model)
         if cfg.batch_size < 1 or cfg.steps < 0 or cfg.lr <= 0 or cfg.sigma <= 0 or cfg.gamma <= 0:
             raise ValueError("batch_size must be >= 1, steps >= 0, and lr, sigma, gamma positive")
-        if cfg.recolor < 0:
-            raise ValueError(f"recolor must be >= 0, got {cfg.recolor}")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
         return cfg
@@ -216,7 +213,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
                "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
-               "input_elevations": cfg.input_elevations, "mirror": cfg.mirror, "recolor": cfg.recolor, "category_balance": cfg.category_balance,
+               "input_elevations": cfg.input_elevations, "mirror": cfg.mirror, "category_balance": cfg.category_balance,
                "ema_decay": cfg.ema_decay, "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
@@ -244,7 +241,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     while step < cfg.steps and not _time_is_up(deadline, distributed, device):
         generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 4099 + rank)
         batch = sample_two_views(train_views, cfg.batch_size // world, generator, input_views, cfg.mirror,
-                                 model_weights, cfg.recolor).to(device)
+                                 model_weights).to(device)
         losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
