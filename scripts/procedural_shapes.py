@@ -460,14 +460,13 @@ def sofa(p: _Parts) -> None:
     n = int(r.integers(1, 4))
     inner = w - 2 * arm_w
     for k in range(n):
-        p.box((-inner / 2 + k * inner / n + 0.005, h - cushion, -d / 2), (-inner / 2 + (k + 1) * inner / n - 0.005, h, d / 2 - back_t),
-              fabric)
+        x0 = -inner / 2 + k * inner / n
+        p.box((x0 + 0.005, h - cushion, -d / 2), (x0 + inner / n - 0.005, h, d / 2 - back_t), fabric)
     p.box((-w / 2, leg, d / 2 - back_t), (w / 2, h + r.uniform(0.25, 0.5), d / 2), fabric)
     if arm_w:
         arm_h = h + r.uniform(0.05, 0.25)
-        for sx in (-1, 1):
-            p.box((sx * w / 2 - arm_w / 2 - arm_w / 2 * sx, leg, -d / 2), (sx * w / 2 + arm_w / 2 - arm_w / 2 * sx, arm_h, d / 2 - back_t),
-                  fabric)
+        for x0 in (-w / 2, w / 2 - arm_w):
+            p.box((x0, leg, -d / 2), (x0 + arm_w, arm_h, d / 2 - back_t), fabric)
     if w > 1.5 and r.random() < 0.25:  # a chaise longue on one side, reaching forward to -z
         x0, x1 = (-w / 2, -w / 2 + r.uniform(0.6, 0.8)) if r.random() < 0.5 else (w / 2 - r.uniform(0.6, 0.8), w / 2)
         p.box((x0, leg, -d / 2 - r.uniform(0.5, 0.8)), (x1, h, -d / 2), fabric)
@@ -482,11 +481,10 @@ def bathtub(p: _Parts) -> None:
     if foot:
         _legs(p, length / 2 - 0.15, w / 2 - 0.1, foot, 0.06, p.color())
     p.box((-length / 2, foot, -w / 2), (length / 2, foot + t, w / 2), enamel)
-    for sx in (-1, 1):
-        p.box((sx * length / 2 - t / 2 - sx * t / 2, foot + t, -w / 2), (sx * length / 2 + t / 2 - sx * t / 2, foot + h, w / 2), enamel)
-    for sz in (-1, 1):
-        p.box((-length / 2 + t, foot + t, sz * w / 2 - t / 2 - sz * t / 2), (length / 2 - t, foot + h, sz * w / 2 + t / 2 - sz * t / 2),
-              enamel)
+    for x0 in (-length / 2, length / 2 - t):  # end walls
+        p.box((x0, foot + t, -w / 2), (x0 + t, foot + h, w / 2), enamel)
+    for z0 in (-w / 2, w / 2 - t):  # side walls between them
+        p.box((-length / 2 + t, foot + t, z0), (length / 2 - t, foot + h, z0 + t), enamel)
 
 
 def toilet(p: _Parts) -> None:
