@@ -1,5 +1,7 @@
 """Choosing views: input elevations, mirrored shapes, evaluation restricted to some elevations."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -101,6 +103,23 @@ def test_training_with_input_elevations_and_mirror(two_elevations, tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["input_elevations"] == [30]
     with pytest.raises(ValueError, match="no views at elevations"):
         train(tiny_config((shapes_path, both), tmp_path / "other", steps=1, input_elevations=[10]), log=lambda m: None)
+
+
+def test_validation_judges_its_own_elevations(two_elevations, tmp_path):
+    shapes_path, both, _ = two_elevations
+    shapes = Shapes.load(shapes_path)
+    records = {}
+    for e in (0.0, 30.0):
+        out = tmp_path / str(e)
+        cfg = tiny_config((shapes_path, both), out, steps=1, validate_every=1, input_elevations=[0, 30],
+                          validate_elevations=[e])
+        train(cfg, log=lambda m: None)
+        records[e] = json.loads((out / "validation.jsonl").read_text())
+        model = Generator(GeneratorConfig(**TINY_MODEL))
+        model.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
+        expected = evaluate(model, ViewSet(both, "val"), shapes, views_per_model=cfg.validate_views, elevations=[e])
+        assert records[e]["voxel_iou"] == expected.voxel_iou and records[e]["silhouette_iou"] == expected.silhouette_iou
+    assert records[0.0]["silhouette_iou"] != records[30.0]["silhouette_iou"]  # the two runs trained alike
 
 
 def test_category_balance_draws_categories_equally_often(tiny_data):

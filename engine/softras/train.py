@@ -60,8 +60,10 @@ class TrainConfig:
     validate_every: int = 1000
     validate_views: int = 2
     device: str = "auto"
-    # elevations (degrees) of the views fed to the generator, in training and in validation; None: all
+    # elevations (degrees) of the views fed to the generator in training; None: all
     input_elevations: list[float] | None = None
+    # elevations (degrees) of the validation input views; None: the input elevations
+    validate_elevations: list[float] | None = None
     mirror: bool = False  # also train on the shapes' mirror images (x -> -x): flipped views, negated azimuths
     category_balance: float = 0.0  # 0: every model equally often; 1: every category equally often (ViewSet.model_weights)
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
@@ -291,7 +293,7 @@ def _time_is_up(deadline: float | None, distributed: bool, device: torch.device)
 
 def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions: list[dict], log: Callable[[str], None]) -> None:
     report = evaluate(model, ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes), views_per_model=cfg.validate_views,
-                      elevations=cfg.input_elevations)
+                      elevations=cfg.validate_elevations if cfg.validate_elevations is not None else cfg.input_elevations)
     log(f"validation at step {step}:\n{format_report(report)}")
     with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
         fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")
