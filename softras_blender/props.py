@@ -19,7 +19,8 @@ def _is_mesh(_self: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
 class SoftRasSceneProps(bpy.types.PropertyGroup):
     """Inputs of the SoftRas panel and the progress of the running job (shown in the panel)."""
 
-    image: PointerProperty(name="Image", type=bpy.types.Image, description="Reference picture of one object")
+    image: PointerProperty(name="Image", type=bpy.types.Image,
+                           description="Reference picture of one object, best seen from about 30 degrees above")
     refine_steps: IntProperty(
         name="Refine Steps", default=0, min=0, soft_max=500, max=5000,
         description="After prediction, deform the mesh this many steps to match the picture's silhouette "
