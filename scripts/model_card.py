@@ -18,6 +18,12 @@ def _elevations(values: list[float] | None) -> str:
     return "all" if values is None else ", ".join(f"{v:g}" for v in values) + " deg"
 
 
+def _validated_at(record: dict) -> str:
+    """The elevations whose inputs validated a config or session record (its input elevations unless it names others)."""
+    chosen = record.get("validate_elevations")
+    return _elevations(chosen if chosen is not None else record.get("input_elevations"))
+
+
 def _files(paths: list[str]) -> str:
     return ", ".join(f"`{p}`" for p in paths) if paths else "none"
 
@@ -68,7 +74,8 @@ def card(path: Path) -> str:
     ]
     for s in sessions:
         extra = f" + {len(s['extra_views'])} extra" if s.get("extra_views") else ""
-        views = (f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}, {s.get('mirror', False)}, "
+        validated = f" (validated at {_validated_at(s)})" if s.get("validate_elevations") is not None else ""
+        views = (f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}{validated}, {s.get('mirror', False)}, "
                  f"{s.get('category_balance', 0.0)}, {s.get('ema_decay', 0.0)}") if "views" in s else "?"
         lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {views} "
                      f"| {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
@@ -77,7 +84,8 @@ def card(path: Path) -> str:
         f"## Validation (step {meta['step']})",
         "",
         "Voxel IoU: the mesh reconstructed from one view, voxelised as surface plus interior at 32^3, against "
-        f"`voxels_shell` (the paper's protocol); {cfg['validate_views']} views per validation model. Silhouette IoU: "
+        f"`voxels_shell` (the paper's protocol); {cfg['validate_views']} input views per validation model, "
+        f"elevations {_validated_at(cfg)}. Silhouette IoU: "
         "the mesh's hard silhouette from the input view against the input's alpha.",
         "",
         "| category | models | voxel IoU | silhouette IoU |",

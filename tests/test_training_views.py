@@ -115,8 +115,10 @@ def test_validation_judges_its_own_elevations(two_elevations, tmp_path):
                           validate_elevations=[e])
         train(cfg, log=lambda m: None)
         records[e] = json.loads((out / "validation.jsonl").read_text())
+        saved = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert saved["sessions"][-1]["validate_elevations"] == [e]  # the ledger (and so the model card) says so
         model = Generator(GeneratorConfig(**TINY_MODEL))
-        model.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
+        model.load_state_dict(saved["model"])
         expected = evaluate(model, ViewSet(both, "val"), shapes, views_per_model=cfg.validate_views, elevations=[e])
         assert records[e]["voxel_iou"] == expected.voxel_iou and records[e]["silhouette_iou"] == expected.silhouette_iou
     assert records[0.0]["silhouette_iou"] != records[30.0]["silhouette_iou"]  # the two runs trained alike
