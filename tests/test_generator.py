@@ -171,6 +171,9 @@ def test_evaluate_reports_every_category(tiny_data):
     mean_row = table[-1].split()
     assert mean_row[:2] == ["mean", "6"] and float(mean_row[2]) == pytest.approx(report.mean_voxel_iou, abs=1e-4)
     assert float(mean_row[4]) == pytest.approx(sum(report.voxel_precision.values()) / 2, abs=1e-4)
+    refined = evaluate(model, ViewSet(views_path, None), Shapes.load(shapes_path), views_per_model=1, refine_steps=10)
+    plain = evaluate(model, ViewSet(views_path, None), Shapes.load(shapes_path), views_per_model=1)
+    assert refined.models == plain.models and refined.voxel_iou != plain.voxel_iou  # the refined meshes were scored
 
 
 @pytest.mark.parametrize("steps, max_minutes", [(3, None), (100_000, 0.05)])

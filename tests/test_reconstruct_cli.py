@@ -50,6 +50,27 @@ def test_reconstruct_with_refinement_reports_iou(tmp_path, tiny_weights, capsys)
     assert code == 0 and records[0]["iou_after"] >= records[0]["iou_before"]
 
 
+def test_reconstruct_refines_with_the_prediction_step(tmp_path, tiny_weights):
+    from softras.intake import IntakeSettings, load_image
+    from softras.reconstruct import PREDICTION_REFINE_LR, Reconstructor
+    from softras.refine import RefineSettings, refine_to_image
+
+    reconstructor = Reconstructor(tiny_weights)
+    intake = load_image(blob_png(tmp_path / "a.png"), settings=IntakeSettings(size=reconstructor.image_size))
+    refined = reconstructor.reconstruct_intake(intake, refine_steps=5)
+    plain = reconstructor.reconstruct_intake(intake).mesh
+    expected = refine_to_image(plain.vertices, plain.faces, intake.mask, settings=RefineSettings(steps=5, lr=PREDICTION_REFINE_LR))
+    assert PREDICTION_REFINE_LR < RefineSettings().lr and refined.iou_after > refined.iou_before
+    assert torch.equal(refined.mesh.vertices, expected.vertices) and refined.iou_after == expected.iou_after
+    assert torch.equal(refined.mesh.vertex_colors, plain.vertex_colors)
+
+
+def test_refine_steps_must_not_be_negative(tmp_path, tiny_weights):
+    for command in (["reconstruct", "a.png", "-o", str(tmp_path)], ["eval", "--weights", "w.pt", "--data", "d.npz"]):
+        with pytest.raises(SystemExit):
+            main(command + ["--refine", "-1"])
+
+
 def test_reconstruct_goes_on_past_bad_files(tmp_path, tiny_weights, capsys):
     good = blob_png(tmp_path / "good.png")
     (tmp_path / "empty.png").write_bytes(b"")

@@ -71,6 +71,20 @@ def test_four_views_improve_voxel_iou():
     assert after > before + 0.1, (before, after)
 
 
+def test_one_mask_moves_vertices_only_across_the_view():
+    camera = Camera.from_angles(elevation=20.0, azimuth=40.0)
+    mask = silhouettes(*chair(), camera, 32)
+    sphere = icosphere(2, 0.35)
+    result = refine(sphere.vertices, sphere.faces, mask, camera, RefineSettings(steps=30))
+    _, _, forward = camera.basis()
+    moved = result.vertices - sphere.vertices
+    assert result.iou_after > result.iou_before + 0.1 and moved.norm(dim=1).max() > 0.05
+    assert (moved @ forward[0]).abs().max() < 1e-5  # no vertex moved along the viewing direction
+    two = Camera.cat([camera, Camera.from_angles(elevation=20.0, azimuth=130.0)])
+    free = refine(sphere.vertices, sphere.faces, silhouettes(*chair(), two, 32), two, RefineSettings(steps=30))
+    assert ((free.vertices - sphere.vertices) @ forward[0]).abs().max() > 0.01  # two views: depth moves as well
+
+
 @pytest.mark.parametrize("steps, lr", [(0, 0.01), (1, 0.01), (3, 50.0)])
 def test_never_worse_than_the_start(steps, lr):
     camera = Camera.from_angles(elevation=20.0, azimuth=40.0)

@@ -19,6 +19,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -115,7 +122,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                               split=np.full(len(chosen), split or "all"), distance=np.float32(2.732), fov=np.float32(30.0))
             views = ViewSet(path, None)
     report = evaluate(model.to(args.device), views, shapes, views_per_model=args.views_per_model,
-                      elevations=args.elevation)
+                      elevations=args.elevation, refine_steps=args.refine)
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
     return 0
 
@@ -223,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("images", nargs="+", metavar="IMAGE", help="input images (PNG, JPEG, WebP, TIFF, BMP)")
     rec.add_argument("-o", "--output", required=True, help="output directory; meshes are named after the images")
     rec.add_argument("--mask", help="foreground mask for a single IMAGE (white = object)")
-    rec.add_argument("--refine", type=int, default=0, metavar="STEPS", help="refine each mesh to its image's silhouette")
+    rec.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS", help="refine each mesh to its image's silhouette")
     rec.add_argument("--format", choices=MESH_FORMATS, default="obj")
     rec.add_argument("--weights", help="generator weights (default: the shipped models/softras_generator.pt)")
     rec.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -255,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=("val", "train", "all"), default="val")
     ev.add_argument("--views-per-model", type=_positive_int, default=4)
     ev.add_argument("--elevation", type=float, nargs="+", help="input views only at these elevations, degrees (default: all)")
+    ev.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS",
+                    help="refine each mesh to its input's mask first, viewpoint estimated (as `reconstruct --refine`)")
     ev.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_cmd_eval)

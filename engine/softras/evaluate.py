@@ -3,7 +3,9 @@
 For each model, the generator reconstructs a mesh from each of a few views; the mesh is voxelised as surface plus
 interior at 32^3 over [-0.5, 0.5]^3 and compared with the shape's ``voxels_shell``. Silhouette IoU compares the
 mesh's silhouette from the input view with the input's alpha. Voxel precision and recall tell whether a low IoU
-comes from a prediction that is too fat or one that misses parts.
+comes from a prediction that is too fat or one that misses parts. With ``refine_steps`` each mesh is first refined
+to its input's own mask as :meth:`softras.Reconstructor.reconstruct_intake` does (viewpoint estimated, not given),
+which measures what the product's Refine option does to the shape in 3D.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from softras.data import Shapes, ViewSet
 from softras.losses import soft_iou
 from softras.model import Generator
 from softras.raster import RasterSettings, render_silhouette
+from softras.reconstruct import refine_prediction
 from softras.voxelize import unpack_voxels, voxel_iou, voxel_precision_recall, voxelize
 
 __all__ = ["EvalReport", "evaluate", "format_report"]
@@ -50,10 +53,12 @@ class EvalReport:
 
 @torch.no_grad()
 def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: int = 4, batch_size: int = 64,
-             elevations: list[float] | None = None) -> EvalReport:
+             elevations: list[float] | None = None, refine_steps: int = 0) -> EvalReport:
     """Reconstruct every model of ``views`` from ``views_per_model`` evenly spaced views and score it.
 
     The input views are taken from those at ``elevations`` (degrees; all views when None), evenly spaced in order.
+    ``refine_steps > 0`` refines each mesh to its input's alpha > 0.5 with
+    :func:`softras.reconstruct.refine_prediction` (viewpoint estimated) before it is scored.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -69,6 +74,10 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
         m, v = models[start : start + batch_size], vids[start : start + batch_size]
         images = views.images_chw(m, v).to(device)
         vertices, _ = model(images)
+        if refine_steps > 0:
+            with torch.enable_grad():
+                vertices = torch.stack([refine_prediction(v, model.faces, (image[3] > 0.5).float(), refine_steps).vertices
+                                        for v, image in zip(vertices, images)])
         rendered = render_silhouette(vertices, model.faces, views.cameras(v).to(device), settings)
         sil_iou = soft_iou((rendered > 0.5).float(), (images[:, 3] > 0.5).float())
         for k in range(len(m)):

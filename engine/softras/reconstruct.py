@@ -11,11 +11,14 @@ import torch
 from softras.intake import IntakeResult
 from softras.mesh import Mesh
 from softras.model import load_weights
-from softras.refine import ProgressCallback, RefineSettings, StopCallback, refine_to_image
+from softras.refine import ProgressCallback, RefineResult, RefineSettings, StopCallback, refine_to_image
 
-__all__ = ["Reconstructor", "Reconstruction", "default_weights_path", "WEIGHTS_FILENAME"]
+__all__ = ["Reconstructor", "Reconstruction", "default_weights_path", "refine_prediction", "WEIGHTS_FILENAME"]
 
 WEIGHTS_FILENAME = "softras_generator.pt"
+PREDICTION_REFINE_LR = 1e-3
+"""Adam step (object-frame units) for polishing a prediction: a tenth of :class:`RefineSettings`'s default, which
+suits fitting a template from afar but moved predictions too far (lower voxel IoU; ``models/NOTES.md``, session 8)."""
 
 
 def default_weights_path() -> Path:
@@ -27,6 +30,26 @@ def default_weights_path() -> Path:
     here = Path(__file__).resolve().parent
     candidates = [parent / "models" / WEIGHTS_FILENAME for parent in here.parents[:2]]
     return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+def refine_prediction(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    mask: torch.Tensor,
+    steps: int,
+    callback: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+) -> RefineResult:
+    """Refine a generator's mesh to its own input's mask, estimating the viewpoint (the generator predicts in the
+    object frame): :func:`softras.refine.refine_to_image` with ``PREDICTION_REFINE_LR``.
+
+    Args:
+        vertices: (V, 3) float32, object frame. faces: (F, 3) int64.
+        mask: (H, W) float in [0, 1], the input's foreground; some but not all values >= 0.5.
+        steps: Adam steps. callback, should_stop: as in :func:`softras.refine.refine`.
+    """
+    return refine_to_image(vertices, faces, mask, settings=RefineSettings(steps=steps, lr=PREDICTION_REFINE_LR),
+                           callback=callback, should_stop=should_stop)
 
 
 @dataclass
@@ -92,13 +115,13 @@ class Reconstructor:
         should_stop: StopCallback | None = None,
     ) -> Reconstruction:
         """Reconstruct one prepared image (see :mod:`softras.intake`); with ``refine_steps > 0`` also fit the mesh
-        to the image's own mask, estimating the viewpoint (the generator predicts in the object frame)."""
+        to the image's own mask with :func:`refine_prediction`."""
         if intake.rgba.shape[-1] != self.image_size:
             raise ValueError(f"the image was prepared at {intake.rgba.shape[-1]} px but the generator expects {self.image_size} px")
         vertices, colors = self.predict(intake.rgba[None])
         mesh = Mesh(vertices[0], self.faces, colors[0])
         if refine_steps <= 0:
             return Reconstruction(mesh)
-        result = refine_to_image(mesh.vertices.to(self.device), mesh.faces.to(self.device), intake.mask.to(self.device),
-                                 settings=RefineSettings(steps=refine_steps), callback=callback, should_stop=should_stop)
+        result = refine_prediction(mesh.vertices.to(self.device), mesh.faces.to(self.device), intake.mask.to(self.device),
+                                   refine_steps, callback=callback, should_stop=should_stop)
         return Reconstruction(Mesh(result.vertices.cpu(), mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after)
