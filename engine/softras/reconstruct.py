@@ -18,7 +18,7 @@ __all__ = ["Reconstructor", "Reconstruction", "default_weights_path", "refine_pr
 WEIGHTS_FILENAME = "softras_generator.pt"
 PREDICTION_REFINE_LR = 1e-3
 """Adam step (object-frame units) for polishing a prediction: a tenth of :class:`RefineSettings`'s default, which
-suits fitting a template from afar but moved predictions too far (lower voxel IoU; ``models/NOTES.md``, session 8)."""
+suits fitting a template from afar but moves a prediction further than its errors (``models/NOTES.md``, session 8)."""
 
 
 def default_weights_path() -> Path:

@@ -16,9 +16,8 @@ measured), so a result is never worse than its start.
 
 Single masks: one silhouette says nothing about depth, yet free 3D offsets do move along it (perspective couples
 depth to image position, and Adam scales each coordinate's step alike however small its gradient), which deforms the
-mesh where no view can see it. Refining the shipped generator's predictions to their own input masks with the true
-cameras (100 steps, 15 validation models) lowered their voxel IoU with free offsets and raised it with offsets in
-the image plane; see ``models/NOTES.md`` (session 8) for the figures and the command.
+mesh where no view can see it: refined predictions of the shipped generator lost much of their voxel IoU that way,
+and keep it with offsets in the image plane (``models/NOTES.md``, session 8, has the figures and the command).
 """
 
 from __future__ import annotations
