@@ -76,8 +76,8 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
         vertices, _ = model(images)
         if refine_steps > 0:
             with torch.enable_grad():
-                vertices = torch.stack([refine_prediction(v, model.faces, (image[3] > 0.5).float(), refine_steps).vertices
-                                        for v, image in zip(vertices, images)])
+                vertices = torch.stack([refine_prediction(mesh, model.faces, (image[3] > 0.5).float(), refine_steps).vertices
+                                        for mesh, image in zip(vertices, images)])
         rendered = render_silhouette(vertices, model.faces, views.cameras(v).to(device), settings)
         sil_iou = soft_iou((rendered > 0.5).float(), (images[:, 3] > 0.5).float())
         for k in range(len(m)):
