@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     from softras.meshio import write_mesh
     from softras.reconstruct import Reconstructor
 
+    if args.refine < 0:
+        raise ValueError(f"--refine must be 0 or more steps, got {args.refine}")
     inputs = shard(collect_inputs(args.input), args.shard)
     if not inputs:
         raise ValueError(f"no input images found in {' '.join(args.input)}")

@@ -70,6 +70,12 @@ def test_shards_cover_every_input_exactly_once(folder, tmp_path):
             shard(inputs, bad)
 
 
+def test_negative_refine_steps_are_refused(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--input", str(folder), "--output", str(out), "--refine", "-1"]) == 2
+    assert "--refine must be 0 or more" in capsys.readouterr().err and not out.exists()
+
+
 def test_output_names_are_unique():
     names = output_names([Path("a/chair.png"), Path("b/chair.png"), Path("a/sofa.jpg")])
     assert names == ["a_chair", "b_chair", "sofa"]
