@@ -215,8 +215,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
                "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
-               "input_elevations": cfg.input_elevations, "validate_elevations": cfg.validate_elevations, "mirror": cfg.mirror, "category_balance": cfg.category_balance,
-               "ema_decay": cfg.ema_decay, "start_step": step, "end_step": step, "seconds": 0.0}
+               "input_elevations": cfg.input_elevations, "validate_elevations": cfg.validate_elevations,
+               "mirror": cfg.mirror, "category_balance": cfg.category_balance, "ema_decay": cfg.ema_decay,
+               "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
 
