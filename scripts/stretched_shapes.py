@@ -1,5 +1,4 @@
-"""Stretched (and optionally tapered) copies of the training models of a shapes file (the layout of
-``shared/data/shapes_train.npz``).
+"""Stretched copies of the training models of a shapes file (the layout of ``shared/data/shapes_train.npz``).
 
     .venv/bin/python scripts/stretched_shapes.py --data ../shared/data/shapes_train.npz \\
         --out cache/stretched_shapes.npz --copies 3
@@ -9,10 +8,8 @@
 Shape augmentation for a small data set: every model of the training split (the split of
 :func:`softras.data.split_by_model`, so no validation model leaks in) is scaled along x, y and z by independent
 factors drawn log-uniformly from ``[1 / max_stretch, max_stretch]``, then centred and rescaled to a largest extent of
-1 as in the data README. With ``--max-taper T`` each copy is first tapered along the up axis: its horizontal
-coordinates are scaled by ``1 + t * y / 0.5`` with ``t`` uniform in ``[-T, T]``, so that the top grows wider than
-the bottom or narrower (splayed legs, flared vessels). A table gets other proportions, never another orientation:
-the generator predicts the object frame, so the copies keep it. Category, source and colours are the original's; the model id is
+1 as in the data README. A table gets other proportions, never another orientation: the generator predicts the
+object frame, so the copies keep it. Category, source and colours are the original's; the model id is
 ``<original id>~stretch<k>``. ``voxels`` (winding number at the voxel centres) and ``voxels_shell`` (plus the
 voxels the surface touches) are recomputed for the stretched meshes.
 """
@@ -38,18 +35,11 @@ def stretch(vertices: np.ndarray, factors: np.ndarray) -> np.ndarray:
     return ((v - (lo + hi) / 2) / (hi - lo).max()).astype(np.float32)
 
 
-def taper(vertices: np.ndarray, t: float) -> np.ndarray:
-    """Vertices (V, 3), object frame (Y-up, inside [-0.5, 0.5]^3), with x and z scaled by ``1 + t * y / 0.5``."""
-    v = vertices.astype(np.float64)
-    scale = 1.0 + t * v[:, 1:2] / 0.5
-    return np.concatenate([v[:, :1] * scale, v[:, 1:2], v[:, 2:] * scale], axis=1).astype(np.float32)
-
-
-def make(path: Path, copies: int, max_stretch: float, seed: int, max_taper: float = 0.0) -> dict[str, np.ndarray]:
+def make(path: Path, copies: int, max_stretch: float, seed: int) -> dict[str, np.ndarray]:
     """``copies`` stretched copies of every training-split model of the shapes file ``path``, as the arrays of a
-    shapes file; tapered first by up to ``max_taper`` (< 1) when it is positive."""
-    if copies < 1 or max_stretch < 1.0 or not 0.0 <= max_taper < 1.0:
-        raise ValueError("need copies >= 1, max_stretch >= 1 and 0 <= max_taper < 1")
+    shapes file."""
+    if copies < 1 or max_stretch < 1.0:
+        raise ValueError("need copies >= 1 and max_stretch >= 1")
     rng = np.random.default_rng(seed)
     shapes = Shapes.load(path)
     train = np.flatnonzero(split_by_model(shapes.category, shapes.model_id) == "train")
@@ -61,8 +51,7 @@ def make(path: Path, copies: int, max_stretch: float, seed: int, max_taper: floa
         f = shapes.faces[shapes.face_offsets[i] : shapes.face_offsets[i + 1]]
         c = shapes.face_colors[shapes.face_offsets[i] : shapes.face_offsets[i + 1]]
         for _ in range(copies):
-            factors = np.exp(rng.uniform(-np.log(max_stretch), np.log(max_stretch), 3))
-            s = stretch(taper(v, rng.uniform(-max_taper, max_taper)) if max_taper > 0 else v, factors)
+            s = stretch(v, np.exp(rng.uniform(-np.log(max_stretch), np.log(max_stretch), 3)))
             packed = shapes_file_voxels(torch.from_numpy(s), torch.from_numpy(f.astype(np.int64)))
             vox.append(packed[0]), shell.append(packed[1])
             verts.append(s), faces.append(f), colors.append(c), index.append(i)
@@ -84,10 +73,9 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--copies", type=int, default=3, help="stretched copies per training model (default 3)")
     ap.add_argument("--max-stretch", type=float, default=1.4, help="largest scale factor per axis (default 1.4)")
-    ap.add_argument("--max-taper", type=float, default=0.0, help="largest taper along the up axis (default 0: none)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    arrays = make(args.data, args.copies, args.max_stretch, args.seed, args.max_taper)
+    arrays = make(args.data, args.copies, args.max_stretch, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)

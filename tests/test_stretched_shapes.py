@@ -11,7 +11,7 @@ from softras.data import Shapes, split_by_model
 from conftest import make_shapes_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from stretched_shapes import make, stretch, taper  # noqa: E402
+from stretched_shapes import make, stretch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,25 +31,6 @@ def test_stretch_scales_each_axis_then_fits_the_unit_box():
     out = stretch(cube + 0.2, np.array([2.0, 1.0, 0.5]))
     assert np.allclose(out.max(0) + out.min(0), 0, atol=1e-6)
     assert np.allclose(out.max(0) - out.min(0), [1.0, 0.5, 0.25], atol=1e-6)
-
-
-def test_taper_widens_the_top_and_narrows_the_bottom():
-    cube = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)], np.float32)
-    out = taper(cube, 0.25)
-    top, bottom = out[cube[:, 1] > 0], out[cube[:, 1] < 0]
-    assert np.allclose(np.abs(top[:, [0, 2]]), 0.625) and np.allclose(np.abs(bottom[:, [0, 2]]), 0.375)
-    assert np.array_equal(out[:, 1], cube[:, 1])
-
-
-def test_tapered_copies_differ_from_plain_ones(one_category):
-    plain = make(one_category, copies=1, max_stretch=1.0, seed=0)
-    tapered = make(one_category, copies=1, max_stretch=1.0, seed=0, max_taper=0.3)
-    assert plain["vertices"].shape == tapered["vertices"].shape
-    assert not np.allclose(plain["vertices"], tapered["vertices"], atol=1e-3)
-    offsets = tapered["vert_offsets"]
-    for k in range(len(offsets) - 1):  # still fitted to the unit box
-        v = tapered["vertices"][offsets[k] : offsets[k + 1]]
-        assert abs(float((v.max(0) - v.min(0)).max()) - 1) < 1e-6
 
 
 def test_copies_of_training_models_only(one_category):
@@ -77,7 +58,5 @@ def test_copies_of_training_models_only(one_category):
 def test_bad_settings_are_refused(one_category):
     with pytest.raises(ValueError, match="copies"):
         make(one_category, copies=0, max_stretch=1.5, seed=0)
-    with pytest.raises(ValueError, match="max_taper"):
-        make(one_category, copies=1, max_stretch=1.5, seed=0, max_taper=1.0)
     with pytest.raises(ValueError, match="max_stretch"):
         make(one_category, copies=1, max_stretch=0.5, seed=0)
