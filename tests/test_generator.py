@@ -56,7 +56,7 @@ def test_tiny_training_lowers_the_loss(tiny_data, tmp_path):
     assert [h["step"] for h in history] == [10, 20, 30, 40]
     # the loss logged at step 10 vs the loss of the trained model on the same fixed batch
     views = ViewSet(cfg.views, "train")
-    batch = sample_two_views(views, 8, torch.Generator().manual_seed(123))
+    batch = sample_two_views(views, 8, torch.Generator().manual_seed(123), 32)
     from softras.losses import FlattenLoss, LaplacianLoss
     from softras.raster import RasterSettings
     from softras.train import training_losses
@@ -207,7 +207,10 @@ def test_eval_command_prints_a_per_category_table(use_views, tiny_data, tiny_wei
     shapes, views = tiny_data
     args = ["eval", "--weights", str(tiny_weights), "--data", str(shapes), "--split", "all", "--views-per-model", "2", "--json"]
     assert main(args + (["--views", str(views)] if use_views else [])) == 0
-    report = json.loads(capsys.readouterr().out)
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"intake", "direct"}
+    report = result["intake"]
+    assert report["failures"] == 0 and result["direct"]["models"] == report["models"]
     assert set(report["voxel_iou"]) == {"box", "ball"} and report["models"] == {"box": 4, "ball": 2}
     assert 0 <= report["mean_voxel_iou"] <= 1 and 0 <= report["mean_silhouette_iou"] <= 1
     assert set(report["voxel_precision"]) == set(report["voxel_recall"]) == {"box", "ball"}

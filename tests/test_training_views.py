@@ -48,7 +48,7 @@ def test_views_at_selects_elevations(two_elevations):
 def test_input_views_come_from_the_chosen_elevation(two_elevations):
     _, both, _ = two_elevations
     views = ViewSet(both, None)
-    batch = sample_two_views(views, 200, torch.Generator().manual_seed(0), views.views_at([30]))
+    batch = sample_two_views(views, 200, torch.Generator().manual_seed(0), views.image_size, views.views_at([30]))
     assert torch.allclose(batch.cameras_a.eye[:, 1], torch.full((200,), 2.732 * np.sin(np.radians(30))), atol=1e-5)
     heights = batch.cameras_b.eye[:, 1]
     assert (heights.abs() < 1e-5).any() and (heights > 1).any()  # supervising views at both elevations
@@ -71,8 +71,8 @@ def test_a_flipped_view_shows_the_mirrored_shape():
 def test_mirrored_samples_flip_images_and_negate_azimuths(two_elevations):
     _, both, _ = two_elevations
     views = ViewSet(both, None)
-    plain = sample_two_views(views, 64, torch.Generator().manual_seed(3))
-    mirrored = sample_two_views(views, 64, torch.Generator().manual_seed(3), mirror=True)
+    plain = sample_two_views(views, 64, torch.Generator().manual_seed(3), views.image_size)
+    mirrored = sample_two_views(views, 64, torch.Generator().manual_seed(3), views.image_size, mirror=True)
     assert torch.equal(plain.models, mirrored.models)  # same draws, then the flips
     assert not plain.mirrored.any()
     flipped = mirrored.mirrored
@@ -81,6 +81,13 @@ def test_mirrored_samples_flip_images_and_negate_azimuths(two_elevations):
     assert torch.equal(mirrored.images_a[same], plain.images_a[same])
     assert torch.equal(mirrored.images_a[flipped], plain.images_a[flipped].flip(-1))
     assert torch.equal(mirrored.images_b[flipped], plain.images_b[flipped].flip(-1))
+    assert torch.equal(mirrored.inputs[same], plain.inputs[same])
+    # the intake frames the flipped picture anew: the mirror image of the plain input, up to the crop's rounding
+    alpha_m, alpha_p = mirrored.inputs[flipped, 3], plain.inputs[flipped, 3].flip(-1)
+    columns = torch.arange(alpha_m.shape[-1], dtype=torch.float32)
+    centre = lambda a: (a.sum(1) * columns).sum(-1) / a.sum((1, 2))  # noqa: E731
+    assert torch.allclose(centre(alpha_m), centre(alpha_p), atol=1.5)  # the crop box is whole pixels: its rounding, mirrored
+    assert torch.allclose(alpha_m.sum((1, 2)), alpha_p.sum((1, 2)), rtol=0.05)
     for a, b in ((mirrored.cameras_a, plain.cameras_a), (mirrored.cameras_b, plain.cameras_b)):
         mirror = torch.tensor([-1.0, 1.0, 1.0])
         assert torch.allclose(a.eye[flipped], b.eye[flipped] * mirror, atol=1e-5)
@@ -129,8 +136,8 @@ def test_category_balance_draws_categories_equally_often(tiny_data):
     views = ViewSet(views_path, "train")  # 3 boxes and 1 ball
     assert views.model_weights(0.0).tolist() == [1.0] * 4
     g = torch.Generator().manual_seed(0)
-    uniform = sample_two_views(views, 4000, g).models
-    balanced = sample_two_views(views, 4000, g, model_weights=views.model_weights(1.0)).models
+    uniform = sample_two_views(views, 4000, g, views.image_size).models
+    balanced = sample_two_views(views, 4000, g, views.image_size, model_weights=views.model_weights(1.0)).models
     is_ball = torch.from_numpy(views.category == "ball")
     assert abs(float(is_ball[uniform].float().mean()) - 0.25) < 0.03
     assert abs(float(is_ball[balanced].float().mean()) - 0.5) < 0.03

@@ -82,7 +82,7 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(128, 4, 64, 64, generator=g) > 0.5).float()
-    batch = TwoViewBatch(images[:64], images[64:], Camera.from_angles(azimuth=torch.arange(64) * 15.0),
+    batch = TwoViewBatch(images[:64], images[:64], images[64:], Camera.from_angles(azimuth=torch.arange(64) * 15.0),
                          Camera.from_angles(azimuth=torch.arange(64) * 15.0 + 90), torch.arange(64), torch.zeros(64, dtype=torch.bool))
 
     def train_step() -> None:

@@ -96,11 +96,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import asdict
 
     import numpy as np
 
     from softras.data import Shapes, ViewSet, render_views, save_views, split_by_model
-    from softras.evaluate import evaluate, format_report
+    from softras.evaluate import evaluate, evaluate_robustness, format_report, format_robustness
     from softras.model import load_weights
 
     model, _ = load_weights(args.weights, map_location=args.device)
@@ -115,15 +116,31 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         azimuths = np.arange(0, 360, 15, dtype=np.float32)
         log = (lambda m: print(m, file=sys.stderr, flush=True))
         log(f"rendering {len(chosen)} models x {len(azimuths)} views with the engine's rasterizer ...")
-        images = render_views(shapes, chosen, np.full_like(azimuths, 30.0), azimuths, size=model.cfg.image_size)
+        # at twice the input size, so that the intake downsamples them as it does a user's larger picture
+        images = render_views(shapes, chosen, np.full_like(azimuths, 30.0), azimuths, size=2 * model.cfg.image_size)
         with tempfile.TemporaryDirectory() as tmp:
             path = save_views(Path(tmp) / "views.npz", images=images, elevations=np.full_like(azimuths, 30.0), azimuths=azimuths,
                               model_index=chosen, category=shapes.category[chosen], model_id=shapes.model_id[chosen],
                               split=np.full(len(chosen), split or "all"), distance=np.float32(2.732), fov=np.float32(30.0))
             views = ViewSet(path, None)
-    report = evaluate(model.to(args.device), views, shapes, views_per_model=args.views_per_model,
-                      elevations=args.elevation, refine_steps=args.refine)
-    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+    model.to(args.device)
+    common = dict(views_per_model=args.views_per_model, elevations=args.elevation)
+    report = evaluate(model, views, shapes, refine_steps=args.refine, **common)
+    direct = evaluate(model, views, shapes, refine_steps=args.refine, path="direct", **common)
+    rows = evaluate_robustness(model, views, shapes, **common) if args.robustness else None
+    if args.json:
+        result = {"intake": report.as_dict(), "direct": direct.as_dict()}
+        if rows is not None:
+            result["robustness"] = [asdict(r) for r in rows]
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"through the intake (what users get):\n{format_report(report)}")
+    if report.failures:
+        print(f"{report.failures} input pictures refused by the intake (scored 0)")
+    print(f"\ndirect, renders fed to the generator as they are (diagnostic): mean voxel IoU "
+          f"{direct.mean_voxel_iou:.4f}, silhouette IoU {direct.mean_silhouette_iou:.4f}")
+    if rows is not None:
+        print(f"\nrobustness (refine steps not applied):\n{format_robustness(rows)}")
     return 0
 
 
@@ -265,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS",
                     help="refine each mesh to its input's mask first, viewpoint estimated (as `reconstruct --refine`)")
     ev.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ev.add_argument("--robustness", action="store_true",
+                    help="also score the views perturbed as real pictures are (rescaled, shifted, blurred, JPEG, ...)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_cmd_eval)
     return parser

@@ -24,6 +24,7 @@ import torch
 
 from softras.camera import Camera
 from softras.fileio import atomic_write
+from softras.inputs import InputSettings, generator_inputs, resize_views
 from softras.mesh import Mesh
 from softras.raster import RasterSettings, render_rgba
 
@@ -217,16 +218,24 @@ class ViewSet:
             azimuths = torch.where(mirrored, -azimuths, azimuths)
         return Camera.from_angles(self.distance, self.elevations[views], azimuths, fov=self.fov)
 
-    def images_chw(self, models: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-        """(B, 4, S, S) float32 in [0, 1] for model and view indices (B,)."""
-        return self.images[models, views].permute(0, 3, 1, 2).float() / 255
+    def images_chw(self, models: torch.Tensor, views: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """(B, 4, S, S) float32 straight RGBA in [0, 1] for model and view indices (B,); resized to ``size`` when
+        given (:func:`softras.inputs.resize_views`)."""
+        images = self.images[models, views].permute(0, 3, 1, 2).float() / 255
+        return images if size is None else resize_views(images, size)
+
+    def pictures(self, models: torch.Tensor, views: torch.Tensor) -> np.ndarray:
+        """uint8 (B, H, W, 4) renders as stored, row 0 at the top: pictures for the intake."""
+        return self.images[models, views].numpy()
 
 
 @dataclass
 class TwoViewBatch:
-    """Two views of each of B objects: ``images_a`` feed the generator, both views supervise it."""
+    """Two views of each of B objects: ``inputs`` (view a through the intake) feed the generator; the renders of
+    views a and b at the rasterizer's resolution supervise it from their cameras."""
 
-    images_a: torch.Tensor  # (B, 4, S, S) float32
+    inputs: torch.Tensor  # (B, 4, S, S) float32, the generator's input
+    images_a: torch.Tensor  # (B, 4, S, S) float32, supervision from cameras_a
     images_b: torch.Tensor
     cameras_a: Camera
     cameras_b: Camera
@@ -234,21 +243,24 @@ class TwoViewBatch:
     mirrored: torch.Tensor  # (B,) bool: the object is the model's mirror image (x -> -x)
 
     def to(self, device: torch.device) -> "TwoViewBatch":
-        return TwoViewBatch(self.images_a.to(device), self.images_b.to(device), self.cameras_a.to(device),
-                            self.cameras_b.to(device), self.models.to(device), self.mirrored.to(device))
+        return TwoViewBatch(self.inputs.to(device), self.images_a.to(device), self.images_b.to(device),
+                            self.cameras_a.to(device), self.cameras_b.to(device), self.models.to(device),
+                            self.mirrored.to(device))
 
 
-def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator,
+def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator, size: int,
                      input_views: torch.Tensor | None = None, mirror: bool = False,
-                     model_weights: torch.Tensor | None = None) -> TwoViewBatch:
+                     model_weights: torch.Tensor | None = None, inputs: InputSettings | None = None) -> TwoViewBatch:
     """Random objects, each with two distinct random views; deterministic given the generator's state.
 
     Objects are drawn with replacement in proportion to ``model_weights`` (N,) (uniformly when None, see
     :meth:`ViewSet.model_weights`).
-    View a (the generator's input) is drawn from ``input_views`` (K,) int64 view indices (all views when None);
-    view b, which only supervises, from all the other views. With ``mirror``, half of the objects (at random) are
-    replaced by their mirror images through the x = 0 plane: both images flipped left-right, azimuths negated
-    (exact for silhouettes; the light comes from the other side).
+    View a is drawn from ``input_views`` (K,) int64 view indices (all views when None); view b, which only
+    supervises, from all the other views. With ``mirror``, half of the objects (at random) are replaced by their
+    mirror images through the x = 0 plane: both images flipped left-right, azimuths negated (exact for
+    silhouettes; the light comes from the other side). View a's render becomes the generator's input through the
+    intake (:func:`softras.inputs.generator_inputs`, with ``inputs``' jitter and augmentation when given); both
+    renders are resized to ``size`` to supervise.
     """
     if model_weights is None:
         models = torch.randint(views.num_models, (batch_size,), generator=generator)
@@ -259,10 +271,14 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
     else:
         va = input_views[torch.randint(len(input_views), (batch_size,), generator=generator)]
     vb = (va + torch.randint(1, views.num_views, (batch_size,), generator=generator)) % views.num_views
-    images_a, images_b = views.images_chw(models, va), views.images_chw(models, vb)
+    images_a, images_b = views.images_chw(models, va, size), views.images_chw(models, vb, size)
+    pictures = views.pictures(models, va)
     flip = torch.zeros(batch_size, dtype=torch.bool)
     if mirror:
         flip = torch.rand(batch_size, generator=generator) < 0.5
         images_a = torch.where(flip[:, None, None, None], images_a.flip(-1), images_a)
         images_b = torch.where(flip[:, None, None, None], images_b.flip(-1), images_b)
-    return TwoViewBatch(images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip)
+        pictures = np.where(flip.numpy()[:, None, None, None], pictures[:, :, ::-1], pictures)
+    rng = None if inputs is None else np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    return TwoViewBatch(generator_inputs(pictures, size, inputs, rng), images_a, images_b, views.cameras(va, flip),
+                        views.cameras(vb, flip), models, flip)

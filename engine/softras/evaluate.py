@@ -1,29 +1,37 @@
-"""Evaluation of a generator: voxel IoU per category (the paper's Table 1 form) and silhouette IoU.
+"""Evaluation of a generator: voxel IoU per category (the paper's Table 1 form), silhouette IoU, robustness.
 
 For each model, the generator reconstructs a mesh from each of a few views; the mesh is voxelised as surface plus
-interior at 32^3 over [-0.5, 0.5]^3 and compared with the shape's ``voxels_shell``. Silhouette IoU compares the
-mesh's silhouette from the input view with the input's alpha. Voxel precision and recall tell whether a low IoU
-comes from a prediction that is too fat or one that misses parts. With ``refine_steps`` each mesh is first refined
-to its input's own mask as :meth:`softras.Reconstructor.reconstruct_intake` does (viewpoint estimated, not given),
-which measures what the product's Refine option does to the shape in 3D.
+interior at 32^3 over [-0.5, 0.5]^3 and compared with the shape's ``voxels_shell``. Each view reaches the generator
+as a user's picture does: through the intake (:func:`softras.inputs.generator_input`); ``path="direct"`` feeds the
+renders resized to the generator's input size instead, a diagnostic of the generator alone. Silhouette IoU
+compares the mesh's silhouette from the view's camera with the view's alpha. Voxel precision and recall tell
+whether a low IoU comes from a prediction that is too fat or one that misses parts. With ``refine_steps`` each mesh
+is first refined to its input's own mask as :meth:`softras.Reconstructor.reconstruct_intake` does (viewpoint
+estimated, not given), which measures what the product's Refine option does to the shape in 3D.
+
+:func:`evaluate_robustness` scores the same views perturbed as real pictures are (:data:`softras.augment.PERTURBATIONS`)
+and the agreement (voxel IoU) between each perturbed prediction and the clean one.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
+from softras.augment import PERTURBATIONS
 from softras.data import Shapes, ViewSet
+from softras.inputs import generator_input
 from softras.losses import soft_iou
 from softras.model import Generator
 from softras.raster import RasterSettings, render_silhouette
 from softras.reconstruct import refine_prediction
 from softras.voxelize import unpack_voxels, voxel_iou, voxel_precision_recall, voxelize
 
-__all__ = ["EvalReport", "evaluate", "format_report"]
+__all__ = ["EvalReport", "evaluate", "format_report", "RobustnessRow", "evaluate_robustness", "format_robustness"]
 
 
 @dataclass
@@ -36,6 +44,7 @@ class EvalReport:
     voxel_precision: dict[str, float]
     voxel_recall: dict[str, float]
     models: dict[str, int]
+    failures: int = 0  # input pictures the intake refused (scored 0)
 
     @property
     def mean_voxel_iou(self) -> float:
@@ -47,56 +56,154 @@ class EvalReport:
 
     def as_dict(self) -> dict:
         return {"voxel_iou": self.voxel_iou, "silhouette_iou": self.silhouette_iou, "models": self.models,
-                "voxel_precision": self.voxel_precision, "voxel_recall": self.voxel_recall,
+                "voxel_precision": self.voxel_precision, "voxel_recall": self.voxel_recall, "failures": self.failures,
                 "mean_voxel_iou": self.mean_voxel_iou, "mean_silhouette_iou": self.mean_silhouette_iou}
+
+
+def _selection(views: ViewSet, views_per_model: int, elevations: list[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(models, views) (K,) int64: ``views_per_model`` evenly spaced views of every model among those at
+    ``elevations`` (all views when None)."""
+    candidates = views.views_at(elevations)
+    step = max(1, len(candidates) // views_per_model)
+    view_ids = candidates[::step][:views_per_model]
+    return torch.arange(views.num_models).repeat_interleave(len(view_ids)), view_ids.repeat(views.num_models)
+
+
+def _inputs(views: ViewSet, models: torch.Tensor, view_ids: torch.Tensor, size: int, path: str,
+            perturb: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[torch.Tensor, list[bool]]:
+    """Generator inputs (B, 4, size, size) of the views, and whether the intake took each picture (a refused one
+    is all zeros)."""
+    if path == "direct":
+        return views.images_chw(models, view_ids, size), [True] * len(models)
+    if path != "intake":
+        raise ValueError(f"path must be 'intake' or 'direct', got {path!r}")
+    inputs, ok = [], []
+    for picture in views.pictures(models, view_ids):
+        try:
+            inputs.append(generator_input(picture if perturb is None else perturb(picture), size))
+            ok.append(True)
+        except ValueError:
+            inputs.append(torch.zeros(4, size, size))
+            ok.append(False)
+    return torch.stack(inputs), ok
+
+
+def _predict(model: Generator, inputs: torch.Tensor, refine_steps: int) -> torch.Tensor:
+    """Vertices (B, V, 3) of the meshes predicted from ``inputs``, refined to their own masks when asked."""
+    vertices, _ = model(inputs)
+    if refine_steps > 0:
+        with torch.enable_grad():
+            vertices = torch.stack([refine_prediction(mesh, model.faces, (image[3] > 0.5).float(), refine_steps).vertices
+                                    for mesh, image in zip(vertices, inputs)])
+    return vertices
 
 
 @torch.no_grad()
 def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: int = 4, batch_size: int = 64,
-             elevations: list[float] | None = None, refine_steps: int = 0) -> EvalReport:
+             elevations: list[float] | None = None, refine_steps: int = 0, path: str = "intake") -> EvalReport:
     """Reconstruct every model of ``views`` from ``views_per_model`` evenly spaced views and score it.
 
     The input views are taken from those at ``elevations`` (degrees; all views when None), evenly spaced in order.
-    ``refine_steps > 0`` refines each mesh to its input's alpha > 0.5 with
-    :func:`softras.reconstruct.refine_prediction` (viewpoint estimated) before it is scored.
+    ``path``: ``'intake'`` (each view as a user's picture, the default) or ``'direct'`` (diagnostic). A picture the
+    intake refuses scores 0 and is counted in ``failures``. ``refine_steps > 0`` refines each mesh to its input's
+    alpha > 0.5 with :func:`softras.reconstruct.refine_prediction` (viewpoint estimated) before it is scored.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    candidates = views.views_at(elevations)
-    step = max(1, len(candidates) // views_per_model)
-    view_ids = candidates[::step][:views_per_model]
-    models = torch.arange(views.num_models).repeat_interleave(len(view_ids))
-    vids = view_ids.repeat(views.num_models)
-    settings = RasterSettings(views.image_size)
+    size = model.cfg.image_size
+    models, vids = _selection(views, views_per_model, elevations)
+    settings = RasterSettings(size)
     vox, sil, precision, recall = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
+    failures = 0
     for start in range(0, len(models), batch_size):
         m, v = models[start : start + batch_size], vids[start : start + batch_size]
-        images = views.images_chw(m, v).to(device)
-        vertices, _ = model(images)
-        if refine_steps > 0:
-            with torch.enable_grad():
-                vertices = torch.stack([refine_prediction(mesh, model.faces, (image[3] > 0.5).float(), refine_steps).vertices
-                                        for mesh, image in zip(vertices, images)])
+        inputs, ok = _inputs(views, m, v, size, path)
+        vertices = _predict(model, inputs.to(device), refine_steps)
         rendered = render_silhouette(vertices, model.faces, views.cameras(v).to(device), settings)
-        sil_iou = soft_iou((rendered > 0.5).float(), (images[:, 3] > 0.5).float())
+        sil_iou = soft_iou((rendered > 0.5).float(), (views.images_chw(m, v, size)[:, 3].to(device) > 0.5).float())
         for k in range(len(m)):
             cat = str(views.category[m[k]])
             target = unpack_voxels(shapes.voxels_shell[views.model_index[m[k]]])
             predicted = voxelize(vertices[k].cpu(), model.faces.cpu())
-            vox[cat].append(voxel_iou(predicted, target))
             p, r = voxel_precision_recall(predicted, target)
-            precision[cat].append(p)
-            recall[cat].append(r)
-            sil[cat].append(float(sil_iou[k]))
+            scores = (voxel_iou(predicted, target), float(sil_iou[k]), p, r) if ok[k] else (0.0, 0.0, 0.0, 0.0)
+            failures += not ok[k]
+            for values, score in zip((vox, sil, precision, recall), scores):
+                values[cat].append(score)
     model.train(was_training)
     cats = sorted(vox)
 
     def means(values: dict[str, list[float]]) -> dict[str, float]:
         return {c: float(np.mean(values[c])) for c in cats}
 
-    models_per_category = {c: len(vox[c]) // len(view_ids) for c in cats}
-    return EvalReport(means(vox), means(sil), means(precision), means(recall), models_per_category)
+    per_model = len(models) // views.num_models
+    models_per_category = {c: len(vox[c]) // per_model for c in cats}
+    return EvalReport(means(vox), means(sil), means(precision), means(recall), models_per_category, failures)
+
+
+@dataclass
+class RobustnessRow:
+    """One kind of input: the category-mean voxel IoU, its difference from the clean intake figure, the mean voxel
+    IoU between its predictions and the clean ones (``agreement``; 1 = the same shapes) and refused pictures."""
+
+    name: str
+    mean_voxel_iou: float
+    change: float
+    agreement: float
+    failures: int
+
+
+@torch.no_grad()
+def evaluate_robustness(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: int = 4,
+                        batch_size: int = 64, elevations: list[float] | None = None,
+                        perturbations: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> list[RobustnessRow]:
+    """Voxel IoU of the clean views through the intake, of the direct path (diagnostic), and of the views
+    perturbed by each of ``perturbations`` (default :data:`softras.augment.PERTURBATIONS`) through the intake."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    size = model.cfg.image_size
+    models, vids = _selection(views, views_per_model, elevations)
+    targets = [unpack_voxels(shapes.voxels_shell[views.model_index[int(m)]]) for m in models]
+    categories = [str(views.category[int(m)]) for m in models]
+
+    def predictions(path: str, perturb: Callable[[np.ndarray], np.ndarray] | None) -> list[torch.Tensor | None]:
+        out: list[torch.Tensor | None] = []
+        for start in range(0, len(models), batch_size):
+            m, v = models[start : start + batch_size], vids[start : start + batch_size]
+            inputs, ok = _inputs(views, m, v, size, path, perturb)
+            vertices = _predict(model, inputs.to(device), 0).cpu()
+            out += [voxelize(x, model.faces.cpu()) if good else None for x, good in zip(vertices, ok)]
+        return out
+
+    def category_mean(scores: list[float]) -> float:
+        per = defaultdict(list)
+        for c, s in zip(categories, scores):
+            per[c].append(s)
+        return float(np.mean([np.mean(v) for v in per.values()]))
+
+    clean = predictions("intake", None)
+    clean_iou = category_mean([voxel_iou(p, t) if p is not None else 0.0 for p, t in zip(clean, targets)])
+    cases = {"clean": ("intake", None), "direct (diagnostic)": ("direct", None)}
+    cases.update({name: ("intake", f) for name, f in (PERTURBATIONS if perturbations is None else perturbations).items()})
+    rows = []
+    for name, (path, perturb) in cases.items():
+        predicted = clean if name == "clean" else predictions(path, perturb)
+        iou = category_mean([voxel_iou(p, t) if p is not None else 0.0 for p, t in zip(predicted, targets)])
+        agreement = float(np.mean([voxel_iou(p, c) if p is not None and c is not None else 0.0
+                                   for p, c in zip(predicted, clean)]))
+        rows.append(RobustnessRow(name, iou, iou - clean_iou, agreement, sum(p is None for p in predicted)))
+    model.train(was_training)
+    return rows
+
+
+def format_robustness(rows: list[RobustnessRow]) -> str:
+    """The robustness table: input, mean voxel IoU, change from clean, agreement with clean, refused pictures."""
+    header = f"{'input':<22}{'voxel IoU':>11}{'vs clean':>10}{'agreement':>11}{'refused':>9}"
+    lines = [header, "-" * len(header)]
+    lines += [f"{r.name:<22}{r.mean_voxel_iou:>11.4f}{r.change:>+10.4f}{r.agreement:>11.4f}{r.failures:>9d}" for r in rows]
+    return "\n".join(lines)
 
 
 def format_report(report: EvalReport) -> str:

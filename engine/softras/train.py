@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,9 +25,11 @@ import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from softras.augment import AugmentSettings
 from softras.camera import Camera
 from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
 from softras.evaluate import evaluate, format_report
+from softras.inputs import InputSettings
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, soft_iou_loss
 from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
@@ -69,6 +72,10 @@ class TrainConfig:
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
     bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
     ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the weights (and BatchNorm statistics)
+    # every input goes through the user's intake; on top, random framing and picture augmentation (softras.inputs)
+    fill_jitter: float = 0.0  # the intake's fill times exp(u), u uniform in [-fill_jitter, fill_jitter]
+    offset_jitter: float = 0.0  # largest change of the intake's offset, fractions of the input side
+    augment: AugmentSettings | None = None  # TOML table [augment]; None: renders as they are
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     @classmethod
@@ -86,6 +93,8 @@ class TrainConfig:
     def from_dict(cls, raw: dict) -> "TrainConfig":
         raw = dict(raw)
         model = GeneratorConfig.from_dict(raw.pop("model", {}))
+        if "augment" in raw:
+            raw["augment"] = AugmentSettings.from_dict(raw["augment"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - known
         if unknown:
@@ -105,13 +114,14 @@ def training_losses(
     model: torch.nn.Module, faces: torch.Tensor, batch: TwoViewBatch, settings: RasterSettings,
     laplacian: LaplacianLoss, flatten: FlattenLoss, cfg: TrainConfig,
 ) -> dict[str, torch.Tensor]:
-    """Losses of one batch: the mesh predicted from view a is rendered from views a and b.
+    """Losses of one batch: the mesh predicted from the input (view a through the intake) is rendered from the
+    cameras of views a and b and compared with their renders.
 
     Silhouette IoU trains the shape; the colour term (L1 over the target's foreground) trains the colours only:
     it sees the fragments detached from the vertices, so shading noise never pulls on the geometry.
     """
-    with torch.autocast(batch.images_a.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        vertices, colors = model(batch.images_a)
+    with torch.autocast(batch.inputs.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        vertices, colors = model(batch.inputs)
     vertices, colors = vertices.float(), colors.float()
     cameras = Camera.cat([batch.cameras_a, batch.cameras_b])
     fragments = rasterize(cameras.project(torch.cat([vertices, vertices])), faces, settings)
@@ -217,6 +227,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
                "input_elevations": cfg.input_elevations, "validate_elevations": cfg.validate_elevations,
                "mirror": cfg.mirror, "category_balance": cfg.category_balance, "ema_decay": cfg.ema_decay,
+               "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter,
+               "augment": None if cfg.augment is None else asdict(cfg.augment),
                "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
     session_start = time.monotonic()
@@ -229,8 +241,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     train_views = ViewSet(cfg.views, "train")
     for path in cfg.extra_views:
         train_views = train_views.concat(ViewSet(path, None))
-    if train_views.image_size != cfg.model.image_size:
-        raise ValueError(f"views are {train_views.image_size} px but the model expects {cfg.model.image_size} px")
+    if train_views.image_size < cfg.model.image_size:
+        raise ValueError(f"views are {train_views.image_size} px, smaller than the model's {cfg.model.image_size} px")
+    inputs = InputSettings(cfg.fill_jitter, cfg.offset_jitter, cfg.augment)
     input_views = train_views.views_at(cfg.input_elevations)
     model_weights = train_views.model_weights(cfg.category_balance) if cfg.category_balance else None
     faces = model.faces
@@ -241,10 +254,18 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     history = out_dir / "log.jsonl"
 
+    def batch_of(s: int) -> TwoViewBatch:
+        generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + s) * 4099 + rank)
+        return sample_two_views(train_views, cfg.batch_size // world, generator, cfg.model.image_size, input_views,
+                                cfg.mirror, model_weights, inputs)
+
+    # The next step's batch (intake and augmentation: Pillow and numpy, much of it outside the GIL) is prepared on
+    # a thread while this step trains.
+    prefetch = ThreadPoolExecutor(1)
+    upcoming = prefetch.submit(batch_of, step)
     while step < cfg.steps and not _time_is_up(deadline, distributed, device):
-        generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 4099 + rank)
-        batch = sample_two_views(train_views, cfg.batch_size // world, generator, input_views, cfg.mirror,
-                                 model_weights).to(device)
+        batch = upcoming.result().to(device)
+        upcoming = prefetch.submit(batch_of, step + 1)
         losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -265,6 +286,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                     fh.write(json.dumps({"step": step, **values}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
                 _validate_and_export(validated, cfg, step, sessions, log)
+    prefetch.shutdown(cancel_futures=True)
     if rank == 0:
         save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):

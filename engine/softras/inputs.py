@@ -1,0 +1,79 @@
+"""The generator's inputs from rendered views, through the same intake as a user's picture.
+
+Training, validation and ``softras eval`` never feed renders to the generator directly: each view goes through
+:func:`softras.intake.prepare_array`, the function behind ``softras reconstruct``, the add-on and the batch tool,
+so the generator learns and is measured on exactly the framing users get. Training adds, on top, random framing
+jitter (the intake's ``fill`` and ``offset``, as a bounding box found on a real picture is never exact) and
+picture augmentation (:mod:`softras.augment`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from softras.augment import AugmentSettings, random_picture
+from softras.intake import IntakeSettings, prepare_array
+
+__all__ = ["InputSettings", "generator_input", "generator_inputs", "resize_views"]
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """How a rendered view becomes the generator's input in training.
+
+    ``fill_jitter``: the intake's ``fill`` is multiplied by ``exp(u)``, u uniform in [-fill_jitter, fill_jitter]
+    (capped at 1); ``offset_jitter``: largest change of each offset component (fractions of the output side);
+    ``augment``: picture augmentation before the intake, or None.
+    """
+
+    fill_jitter: float = 0.0
+    offset_jitter: float = 0.0
+    augment: AugmentSettings | None = None
+
+
+def generator_input(picture: np.ndarray, size: int) -> torch.Tensor:
+    """One picture as the generator sees it from a user: uint8 (H, W, 4) or (H, W, 3) straight sRGB, row 0 at the
+    top -> (4, size, size) float32 RGBA through :func:`softras.intake.prepare_array` with the default framing.
+    Raises ValueError where the intake refuses the picture (no foreground found)."""
+    return prepare_array(picture, settings=IntakeSettings(size=size)).rgba
+
+
+def generator_inputs(pictures: np.ndarray, size: int, settings: InputSettings | None = None,
+                     rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Training inputs: each uint8 (H, W, 4) render of ``pictures`` (B, H, W, 4) perturbed and framed at random
+    (``settings``, drawn from ``rng``), then prepared by the intake. Returns (B, 4, size, size) float32.
+
+    Where the intake refuses a perturbed picture (its background no longer plain enough to find the object), the
+    unperturbed render is used. Without ``rng`` this is :func:`generator_input` of each picture.
+    """
+    out = []
+    for picture in np.asarray(pictures):
+        if rng is None or settings is None:
+            out.append(generator_input(picture, size))
+            continue
+        fill = min(1.0, IntakeSettings.fill * float(np.exp(rng.uniform(-settings.fill_jitter, settings.fill_jitter))))
+        dx, dy = rng.uniform(-settings.offset_jitter, settings.offset_jitter, 2)
+        intake = replace(IntakeSettings(size=size), fill=fill,
+                         offset=(IntakeSettings.offset[0] + dx, IntakeSettings.offset[1] + dy))
+        perturbed = picture if settings.augment is None else random_picture(picture, rng, settings.augment)
+        try:
+            out.append(prepare_array(perturbed, settings=intake).rgba)
+        except ValueError:
+            out.append(prepare_array(picture, settings=intake).rgba)
+    return torch.stack(out)
+
+
+def resize_views(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Straight RGBA (B, 4, H, W) float32 -> (B, 4, size, size), area-averaged on premultiplied colour (renders
+    at a higher resolution as supervision targets at the rasterizer's, or as the direct-path diagnostic)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    alpha = images[:, 3:]
+    small = F.interpolate(torch.cat([images[:, :3] * alpha, alpha], 1), size=(size, size), mode="bilinear",
+                          antialias=True, align_corners=False)
+    a = small[:, 3:].clamp(0, 1)
+    return torch.cat([torch.where(a > 0, small[:, :3] / a.clamp_min(1e-6), 0.0).clamp(0, 1), a], 1)
