@@ -1,17 +1,26 @@
 """Write models/README.md (the model card) from a weights file's own metadata.
 
-    .venv/bin/python scripts/model_card.py models/softras_generator.pt --notes models/NOTES.md > models/README.md
+    softras eval --weights models/softras_generator.pt --data ../shared/data/shapes_train.npz \
+        --views cache/views128_e0_30.npz --elevation 30 --robustness --json > models/eval.json
+    .venv/bin/python scripts/model_card.py models/softras_generator.pt --eval models/eval.json --notes models/NOTES.md > models/README.md
 
-Everything in the card comes from the weights file: the training config, the session ledger (device, steps,
-wall time) and the validation report that `softras train` stored when it exported the weights.
+The card comes from the weights file (the training config, the session ledger with device, steps and wall time,
+and the validation report that `softras train` stored when it exported the weights) and, with ``--eval``, from the
+output of ``softras eval --json --robustness`` on those weights: the figures through the intake (what users get)
+beside the direct path, and the robustness table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from softras.model import load_weights, sha256
+
+
+EVAL_COMMAND = ("softras eval --weights models/softras_generator.pt --data ../shared/data/shapes_train.npz "
+                "--views cache/views128_e0_30.npz --elevation 30 --robustness --json")
 
 
 def _elevations(values: list[float] | None) -> str:
@@ -28,7 +37,44 @@ def _files(paths: list[str]) -> str:
     return ", ".join(f"`{p}`" for p in paths) if paths else "none"
 
 
-def card(path: Path) -> str:
+def evaluation(result: dict, command: str) -> list[str]:
+    """The card's sections from ``softras eval --json --robustness``: per-category figures through the intake beside
+    the direct path, and the robustness table."""
+    intake, direct = result["intake"], result["direct"]
+    lines = [
+        "## Evaluation through the intake",
+        "",
+        f"`{command}`: every validation view is a picture that goes through the same intake as `softras reconstruct` "
+        "(foreground, crop, resize) before the generator; the direct column feeds the renders to the generator as "
+        "they are (a diagnostic, not what users get).",
+        "",
+        "| category | models | voxel IoU (intake) | voxel IoU (direct) | precision | recall | silhouette IoU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, v in intake["voxel_iou"].items():
+        lines.append(f"| {c} | {intake['models'][c]} | {v:.4f} | {direct['voxel_iou'][c]:.4f} | "
+                     f"{intake['voxel_precision'][c]:.2f} | {intake['voxel_recall'][c]:.2f} | {intake['silhouette_iou'][c]:.4f} |")
+    mean = lambda d: sum(d.values()) / len(d)  # noqa: E731
+    lines += [f"| **mean** | {sum(intake['models'].values())} | **{intake['mean_voxel_iou']:.4f}** | "
+              f"{direct['mean_voxel_iou']:.4f} | {mean(intake['voxel_precision']):.2f} | {mean(intake['voxel_recall']):.2f} | "
+              f"{intake['mean_silhouette_iou']:.4f} |", ""]
+    if "robustness" in result:
+        lines += [
+            "## Robustness",
+            "",
+            "The same views perturbed as real pictures are (`softras.augment.PERTURBATIONS`), through the intake. "
+            "Agreement: mean voxel IoU between each prediction and the one from the clean picture.",
+            "",
+            "| input | voxel IoU | vs clean | agreement | refused by the intake |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {r['name']} | {r['mean_voxel_iou']:.4f} | {r['change']:+.4f} | {r['agreement']:.4f} | {r['failures']} |"
+                  for r in result["robustness"]]
+        lines.append("")
+    return lines
+
+
+def card(path: Path, eval_result: dict | None = None, eval_command: str = "") -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
     params = sum(p.numel() for p in model.parameters())
@@ -85,8 +131,10 @@ def card(path: Path) -> str:
         "",
         "Voxel IoU: the mesh reconstructed from one view, voxelised as surface plus interior at 32^3, against "
         f"`voxels_shell` (the paper's protocol); {cfg['validate_views']} input views per validation model, "
-        f"elevations {_validated_at(cfg)}. Silhouette IoU: "
-        "the mesh's hard silhouette from the input view against the input's alpha.",
+        f"elevations {_validated_at(cfg)}, each "
+        + ("through the intake, as a user's picture. " if meta.get("validation_protocol", {}).get("input") == "intake"
+           else "fed to the generator directly (weights exported before validation went through the intake). ")
+        + "Silhouette IoU: the mesh's hard silhouette from the input view's camera against the view's alpha.",
         "",
         "| category | models | voxel IoU | silhouette IoU |",
         "|---|---:|---:|---:|",
@@ -94,15 +142,20 @@ def card(path: Path) -> str:
     for c, v in val["voxel_iou"].items():
         lines.append(f"| {c} | {val['models'][c]} | {v:.4f} | {val['silhouette_iou'][c]:.4f} |")
     lines += [f"| **mean** | {sum(val['models'].values())} | **{val['mean_voxel_iou']:.4f}** | {val['mean_silhouette_iou']:.4f} |", ""]
+    if eval_result is not None:
+        lines += evaluation(eval_result, eval_command)
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", type=Path)
+    ap.add_argument("--eval", type=Path, help="output of `softras eval --json --robustness` on these weights")
+    ap.add_argument("--eval-command", default=EVAL_COMMAND, help="the command that wrote --eval, quoted in the card")
     ap.add_argument("--notes", type=Path, help="a Markdown file appended to the card (limitations, comparisons)")
     args = ap.parse_args()
-    print(card(args.weights) + ("\n" + args.notes.read_text() if args.notes else ""))
+    result = json.loads(args.eval.read_text()) if args.eval else None
+    print(card(args.weights, result, args.eval_command) + ("\n" + args.notes.read_text() if args.notes else ""))
 
 
 if __name__ == "__main__":

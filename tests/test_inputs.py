@@ -163,3 +163,25 @@ def test_robustness_benchmark_runs_and_reports(tiny_data, tiny_weights, capsys):
     result = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in result["robustness"]][:2] == ["clean", "direct (diagnostic)"]
     assert len(result["robustness"]) == 2 + len(augment.PERTURBATIONS)
+
+
+def test_model_card_reports_the_intake_and_robustness_figures(tiny_data, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from softras.cli import main
+    from softras.train import train
+    from test_generator import tiny_config
+
+    shapes_path, views_path = tiny_data
+    weights = tmp_path / "w.pt"
+    train(tiny_config(tiny_data, tmp_path / "run", steps=1, export=str(weights)), log=lambda m: None)
+    assert main(["eval", "--weights", str(weights), "--data", str(shapes_path), "--views", str(views_path),
+                 "--views-per-model", "1", "--robustness", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parents[1] / "scripts" / "model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.card(weights, result, "softras eval ...")
+    assert "each through the intake, as a user's picture" in text
+    assert f"**{result['intake']['mean_voxel_iou']:.4f}**" in text and "| JPEG 50 on white |" in text

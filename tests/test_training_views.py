@@ -150,11 +150,28 @@ def test_export_best_keeps_better_weights(tiny_data, tmp_path):
 
     export = tmp_path / "w.pt"
     for claimed, replaced in ((2.0, False), (-1.0, True)):
-        save_weights(Generator(GeneratorConfig(**TINY_MODEL)), export, metadata={"validation": {"mean_voxel_iou": claimed}})
-        messages = []
         cfg = tiny_config(tiny_data, tmp_path / str(claimed), steps=2, validate_every=2, export=str(export),
                           export_best=True, category_balance=0.5)
+        protocol = {"input": "intake", "views": cfg.views, "views_per_model": cfg.validate_views, "elevations": None}
+        save_weights(Generator(GeneratorConfig(**TINY_MODEL)), export,
+                     metadata={"validation": {"mean_voxel_iou": claimed}, "validation_protocol": protocol})
+        messages = []
         train(cfg, log=messages.append)
         metadata = load_weights(export)[1]
         assert (metadata.get("step") == 2) is replaced
         assert any("does not beat 2.0000" in m for m in messages) is not replaced
+        assert metadata["validation_protocol"] == protocol
+
+
+def test_export_best_measures_an_export_validated_otherwise_anew(tiny_data, tmp_path):
+    """An export whose figure came from another protocol (the direct path, another views file) is validated again
+    through this run's protocol before it is compared: its stored figure is not trusted."""
+    from softras.model import load_weights, save_weights
+
+    export = tmp_path / "w.pt"
+    save_weights(Generator(GeneratorConfig(**TINY_MODEL)), export, metadata={"validation": {"mean_voxel_iou": 2.0}})
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=2, validate_every=2, export=str(export), export_best=True)
+    messages = []
+    train(cfg, log=messages.append)
+    verdict = [m for m in messages if "does not beat" in m]
+    assert load_weights(export)[1].get("step") == 2 or (verdict and "does not beat 2.0000" not in verdict[0])

@@ -1,6 +1,8 @@
 """``softras bench --suite pipeline``: the product's end-to-end timings.
 
 - one generator training step (batch 64 objects, two views each, forward + backward + Adam), paper-sized model;
+- the inputs of one training batch: 64 renders of 128x128 perturbed (:mod:`softras.augment`) and taken through the
+  intake, as training prepares them (on a thread, beside the step);
 - weights loading, and one reconstruction of a prepared 64x64 image with the weights loaded;
 - ``softras reconstruct`` on one 1024x1024 JPEG photo, image intake included, model load excluded;
 - ``softras.refine`` with 200 steps at 64x64 on the 642-vertex template against one mask.
@@ -21,8 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from softras.augment import AugmentSettings
 from softras.camera import Camera
 from softras.data import TwoViewBatch
+from softras.inputs import InputSettings, generator_inputs
 from softras.intake import load_image
 from softras.losses import FlattenLoss, LaplacianLoss
 from softras.mesh import icosphere
@@ -64,6 +68,18 @@ def _photo(path: Path, size: int = 1024) -> Path:
     return path
 
 
+def _renders(count: int, size: int) -> np.ndarray:
+    """uint8 (count, size, size, 4): coloured ellipses of varied size on a transparent background, like renders."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size] / size
+    out = np.zeros((count, size, size, 4), np.uint8)
+    for k in range(count):
+        rx, ry = rng.uniform(0.15, 0.4, 2)
+        inside = ((xx - 0.5) / rx) ** 2 + ((yy - 0.5) / ry) ** 2 <= 1
+        out[k][inside] = (*rng.integers(0, 256, 3), 255)
+    return out
+
+
 def _box_mask() -> tuple[torch.Tensor, Camera]:
     box = icosphere(2, 0.35)
     box.vertices = box.vertices.sign() * box.vertices.abs().pow(0.5) * torch.tensor([0.5, 0.3, 0.35])
@@ -93,6 +109,13 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
 
     say("training step ...")
     results.append(PipelineResult("train step (batch 64 x 2 views)", _median_ms(train_step, max(3, repeats // 2)), 2000, max(3, repeats // 2)))
+
+    pictures = _renders(64, 128)
+    settings = InputSettings(0.1, 0.03, AugmentSettings())
+    say("training inputs ...")
+    results.append(PipelineResult("training inputs (64 renders, augmented, intake)",
+                                  _median_ms(lambda: generator_inputs(pictures, 64, settings, np.random.default_rng(0)), repeats),
+                                  None, repeats))
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_weights(model.eval(), Path(tmp) / "w.pt")

@@ -315,20 +315,30 @@ def _time_is_up(deadline: float | None, distributed: bool, device: torch.device)
 
 
 def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions: list[dict], log: Callable[[str], None]) -> None:
-    report = evaluate(model, ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes), views_per_model=cfg.validate_views,
-                      elevations=cfg.validate_elevations if cfg.validate_elevations is not None else cfg.input_elevations)
-    log(f"validation at step {step}:\n{format_report(report)}")
+    """Validate ``model`` through the intake and export it (with ``export_best``: only when it beats the export
+    file, whose figure is taken from its metadata when measured the same way and measured anew otherwise)."""
+    elevations = cfg.validate_elevations if cfg.validate_elevations is not None else cfg.input_elevations
+    protocol = {"input": "intake", "views": cfg.views, "views_per_model": cfg.validate_views, "elevations": elevations}
+    views, shapes = ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes)
+    report = evaluate(model, views, shapes, views_per_model=cfg.validate_views, elevations=elevations)
+    log(f"validation at step {step} (through the intake):\n{format_report(report)}")
     with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
         fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")
     if not cfg.export:
         return
     if cfg.export_best and Path(cfg.export).is_file():
         try:
-            best = float(load_weights(cfg.export)[1]["validation"]["mean_voxel_iou"])
+            exported, metadata = load_weights(cfg.export)
+            if metadata.get("validation_protocol") == protocol:
+                best = float(metadata["validation"]["mean_voxel_iou"])
+            else:
+                best = evaluate(exported.to(next(model.parameters()).device), views, shapes,
+                                views_per_model=cfg.validate_views, elevations=elevations).mean_voxel_iou
         except (WeightsError, KeyError, TypeError, ValueError):
             best = None  # an unreadable or foreign export is replaced
         if best is not None and report.mean_voxel_iou <= best:
             log(f"mean voxel IoU {report.mean_voxel_iou:.4f} does not beat {best:.4f} of {cfg.export}: not exported")
             return
-    save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "train_config": cfg.as_dict(),
-                                              "sessions": sessions, "torch": str(torch.__version__)})
+    save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "validation_protocol": protocol,
+                                              "train_config": cfg.as_dict(), "sessions": sessions,
+                                              "torch": str(torch.__version__)})
