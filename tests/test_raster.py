@@ -198,3 +198,14 @@ def test_collapsed_faces_give_finite_gradients():
     image = render_rgba(v, f, Camera.from_angles(elevation=0.0), RasterSettings(32), vertex_colors=torch.rand(5, 3))
     image.sum().backward()
     assert torch.isfinite(image).all() and torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0
+
+
+def test_dense_reference_builds_every_tensor_on_its_inputs_device():
+    """`softras bench --device cuda` crashed in the dense reference (tensors made on the CPU); the meta device
+    finds any such tensor on a machine without a GPU, as mixing devices fails the same way."""
+    sphere = icosphere(1, 0.4)
+    screen = torch.rand(2, sphere.num_vertices, 3, device="meta")
+    colors = torch.rand(2, sphere.num_vertices, 3, device="meta")
+    settings = RasterSettings(8)
+    assert dense_render(screen, sphere.faces.to("meta"), settings).shape == (2, 8, 8)
+    assert dense_render(screen, sphere.faces.to("meta"), settings, vertex_colors=colors).shape == (2, 8, 8, 4)

@@ -36,8 +36,9 @@ def dense_render(
         (B, H, W) silhouettes, or (B, H, W, C + 1) colour then alpha.
     """
     h, w = settings.height_width
-    dtype = screen_vertices.dtype
-    rows, cols = torch.meshgrid(torch.arange(h, dtype=dtype), torch.arange(w, dtype=dtype), indexing="ij")
+    dtype, device = screen_vertices.dtype, screen_vertices.device
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=dtype, device=device), torch.arange(w, dtype=dtype, device=device),
+                                indexing="ij")
     pix = torch.stack([((2 * cols + 1) / w - 1) * (w / h), 1 - (2 * rows + 1) / h], -1).reshape(-1, 1, 2)
     r2 = settings.cull_radius**2
     images = []
@@ -71,7 +72,7 @@ def dense_render(
         logits = torch.cat([zn, torch.full_like(zn[:, :1], settings.background_depth)], 1) / settings.gamma
         logw = torch.cat([torch.log(prob.clamp(min=1e-30)), torch.zeros_like(zn[:, :1])], 1) + logits
         weights = torch.softmax(logw, dim=1)
-        bg = torch.as_tensor(settings.background, dtype=dtype)
+        bg = torch.as_tensor(settings.background, dtype=dtype, device=device)
         rgb = (weights[:, :-1, None] * pc).sum(1) + weights[:, -1:] * bg
         images.append(torch.cat([rgb, alpha[:, None]], -1).reshape(h, w, -1))
     return torch.stack(images)
