@@ -97,6 +97,8 @@ def test_perturbations_do_what_they_say():
         augment.jpeg(picture, 50)
     compressed = augment.jpeg(white, 30)
     assert compressed.shape == white.shape and np.abs(compressed.astype(int) - white).mean() < 10
+    placed = augment.place(picture, (120, 80), 96, (0.5, 0.5))
+    assert placed.shape == (80, 120, 4) and _alpha_box(placed) == (32, 16, 92, 64)  # twice the size, centred at (60, 40)
     low = augment.low_resolution(picture, 0.25)
     assert low.shape == picture.shape and not np.array_equal(low, picture)
     noisy = augment.add_noise(white, 0.05, np.random.default_rng(0))

@@ -5,7 +5,7 @@ render, transparent background) or ``uint8 (H, W, 3)`` (a picture without alpha,
 The generator never sees these pictures directly: they go through :mod:`softras.intake` like a user's file.
 
 - :func:`reframe`: the object's size and position in the picture (scale about the picture centre, then shift;
-  outside the source is transparent);
+  outside the source is transparent); :func:`place`: the picture as part of a larger canvas;
 - :func:`low_resolution`: the picture taken at a lower resolution and scaled back up;
 - :func:`blur`: Gaussian blur on premultiplied colour (no dark fringes);
 - :func:`recolor`: exposure, white balance and contrast (gamma);
@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 __all__ = ["AugmentSettings", "reframe", "low_resolution", "blur", "recolor", "on_background", "add_noise", "jpeg",
-           "random_picture", "PERTURBATIONS"]
+           "place", "random_picture", "PERTURBATIONS"]
 
 
 def _check(picture: np.ndarray) -> np.ndarray:
@@ -47,6 +47,16 @@ def reframe(picture: np.ndarray, scale: float, shift: tuple[float, float] = (0.0
     canvas = Image.new(image.mode, (w, h))
     canvas.paste(resized, (round((w - sw) / 2 + shift[0] * w), round((h - sh) / 2 + shift[1] * h)))
     return np.asarray(canvas).copy()
+
+
+def place(picture: np.ndarray, canvas: tuple[int, int], side: int, centre: tuple[float, float]) -> np.ndarray:
+    """Resize the square picture to ``side`` pixels and put its centre at ``centre`` = (x, y) fractions of a new
+    transparent (or black) ``canvas`` = (width, height) picture: a render as part of a larger photo."""
+    picture = _check(picture)
+    image = Image.fromarray(picture).resize((side, side), Image.Resampling.BICUBIC)
+    out = Image.new(image.mode, canvas)
+    out.paste(image, (round(centre[0] * canvas[0] - side / 2), round(centre[1] * canvas[1] - side / 2)))
+    return np.asarray(out).copy()
 
 
 def low_resolution(picture: np.ndarray, factor: float) -> np.ndarray:
@@ -183,5 +193,6 @@ PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "darker, warmer": lambda p: recolor(p, 0.8, (1.08, 1.0, 0.9)),
     "no alpha, white": lambda p: on_background(p),
     "JPEG 50 on white": lambda p: jpeg(on_background(p), 50),
+    "photo 768x576 JPEG": lambda p: jpeg(on_background(place(p, (768, 576), 500, (0.6, 0.45))), 85),
 }
 """The fixed perturbations of the robustness benchmark, by name: RGBA render -> picture."""
