@@ -99,13 +99,18 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         "",
         "Views rendered with Cycles by `python -m softras_blender.training_views` from "
         f"`{cfg['shapes']}` (419 ShapeNet, Pix3D and classic test models; 24 azimuths per elevation, distance "
-        "2.732, 30 deg field of view, 64x64 RGBA); the views file of each session is in the table below. "
-        "Split by model, stratified per category (10% validation).",
+        "2.732, 30 deg field of view, RGBA at the views file's size); the views file of each session is in the table "
+        "below. Split by model, stratified per category (10% validation).",
         f"Generator input views: elevations {_elevations(cfg.get('input_elevations'))}; every other view of the object "
-        f"supervises. In the last session: extra training views {_files(cfg.get('extra_views', []))} (procedural shapes "
-        "from `scripts/procedural_shapes.py` and stretched copies of the training models from "
-        "`scripts/stretched_shapes.py`, as `configs/generator.toml` says; never validated), "
-        f"mirrored shapes {cfg.get('mirror', False)}, category balance {cfg.get('category_balance', 0.0)}.",
+        "supervises. In the last session: "
+        + (f"extra training views {_files(cfg['extra_views'])} (procedural shapes from `scripts/procedural_shapes.py` "
+           "and stretched copies of the training models from `scripts/stretched_shapes.py`; never validated), "
+           if cfg.get("extra_views") else "no extra training views, ")
+        + f"mirrored shapes {cfg.get('mirror', False)}, category balance {cfg.get('category_balance', 0.0)}, "
+        + (f"every input through the intake with framing jitter (fill {cfg.get('fill_jitter', 0.0)}, offset "
+           f"{cfg.get('offset_jitter', 0.0)}) and picture augmentation "
+           f"{'on (`softras.augment.AugmentSettings` as in the config)' if cfg.get('augment') else 'off'}."
+           if meta.get("validation_protocol", {}).get("input") == "intake" else "inputs fed to the generator directly."),
         "",
         "## Training",
         "",
