@@ -1,9 +1,10 @@
 """Turn a user's picture into the generator's input: a centred, square, straight-sRGB RGBA tensor.
 
-The generator was trained on ``size`` x ``size`` RGBA renders (``cache/views_e30.npz``): transparent background
-(alpha = silhouette), straight (non-premultiplied) sRGB colour, colour 0 outside the object, the object centred
-with its bounding box's longer side about 3/4 of the frame. :func:`load_image`, :func:`prepare_image` and
-:func:`prepare_array` bring any picture into that form:
+This is the generator's only way in: training and evaluation take their renders through :func:`prepare_array` too
+(:mod:`softras.inputs`). The input is ``size`` x ``size`` RGBA: transparent background (alpha = foreground),
+straight (non-premultiplied) sRGB colour, colour 0 outside the object, the object centred with its bounding box's
+longer side ``fill`` of the frame. :func:`load_image`, :func:`prepare_image` and :func:`prepare_array` bring any
+picture into that form:
 
 1. Foreground, in this order: a user mask if one is given (it overrides the image's own alpha), else the
    image's alpha channel if it is not fully opaque, else a plain background estimated from a border strip.
@@ -36,10 +37,10 @@ __all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_mask", "prepare
 class IntakeSettings:
     """How a picture is turned into generator input.
 
-    Measured on ``cache/views_e30.npz`` (419 models x 24 views, 64 px; alpha > 0.5 bounding boxes): median
-    longest side / 64 = 0.766 (quartiles 0.69 and 0.81); median bounding-box centre offset from the frame centre
-    dx = 0.0 px, dy = +1.5 px = 0.023 of the side (slightly below the centre; median distance 2.1 px). ``fill``
-    and ``offset`` default to those medians.
+    ``fill`` and ``offset`` default to the medians of the standard camera's renders, so that the intake moved the
+    first generator's inputs (trained on renders as they were) least: measured on ``cache/views_e30.npz`` (419
+    models x 24 views, 64 px; alpha > 0.5 bounding boxes), median longest side / 64 = 0.766 (quartiles 0.69 and
+    0.81), median bounding-box centre offset dx = 0.0 px, dy = +1.5 px = 0.023 of the side.
     """
 
     size: int = 64
