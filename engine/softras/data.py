@@ -24,7 +24,8 @@ import torch
 
 from softras.camera import Camera
 from softras.fileio import atomic_write
-from softras.inputs import InputSettings, generator_inputs, resize_views
+from softras.inputs import InputSettings, generator_inputs
+from softras.intake import resize_rgba
 from softras.mesh import Mesh
 from softras.raster import RasterSettings, render_rgba
 
@@ -220,9 +221,9 @@ class ViewSet:
 
     def images_chw(self, models: torch.Tensor, views: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """(B, 4, S, S) float32 straight RGBA in [0, 1] for model and view indices (B,); resized to ``size`` when
-        given (:func:`softras.inputs.resize_views`)."""
+        given and different (:func:`softras.intake.resize_rgba`, the intake's own resampling)."""
         images = self.images[models, views].permute(0, 3, 1, 2).float() / 255
-        return images if size is None else resize_views(images, size)
+        return images if size in (None, self.image_size) else resize_rgba(images, size)
 
     def pictures(self, models: torch.Tensor, views: torch.Tensor) -> np.ndarray:
         """uint8 (B, H, W, 4) renders as stored, row 0 at the top: pictures for the intake."""

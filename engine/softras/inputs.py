@@ -13,12 +13,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from softras.augment import AugmentSettings, random_picture
 from softras.intake import IntakeSettings, prepare_array
 
-__all__ = ["InputSettings", "generator_input", "generator_inputs", "resize_views"]
+__all__ = ["InputSettings", "generator_input", "generator_inputs"]
 
 
 @dataclass(frozen=True)
@@ -66,14 +65,3 @@ def generator_inputs(pictures: np.ndarray, size: int, settings: InputSettings | 
             out.append(prepare_array(picture, settings=intake).rgba)
     return torch.stack(out)
 
-
-def resize_views(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Straight RGBA (B, 4, H, W) float32 -> (B, 4, size, size), area-averaged on premultiplied colour (renders
-    at a higher resolution as supervision targets at the rasterizer's, or as the direct-path diagnostic)."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    alpha = images[:, 3:]
-    small = F.interpolate(torch.cat([images[:, :3] * alpha, alpha], 1), size=(size, size), mode="bilinear",
-                          antialias=True, align_corners=False)
-    a = small[:, 3:].clamp(0, 1)
-    return torch.cat([torch.where(a > 0, small[:, :3] / a.clamp_min(1e-6), 0.0).clamp(0, 1), a], 1)

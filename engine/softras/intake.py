@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-__all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_mask", "prepare_image", "prepare_array"]
+__all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_mask", "prepare_image", "prepare_array", "resize_rgba"]
 
 
 @dataclass(frozen=True)
@@ -266,12 +266,20 @@ def _prepare(
     crop = rgba.crop((x0, y0, x0 + side, y0 + side)).resize((work, work), Image.Resampling.BILINEAR)
 
     x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255).permute(2, 0, 1)
-    x = torch.cat([x[:3] * x[3:], x[3:]])  # premultiply
-    y = F.interpolate(x[None], size=(settings.size,) * 2, mode="bilinear", antialias=True, align_corners=False)[0]
-    alpha = y[3].clamp(0, 1)
-    alpha = torch.where(alpha < 1 / 1024, 0.0, alpha)
-    rgb = torch.where(alpha > 0, y[:3] / alpha.clamp_min(1e-6), 0.0).clamp(0, 1)
-    return IntakeResult(torch.cat([rgb, alpha[None]]).contiguous(), alpha.clone(), crop_box, source, (width, height))
+    y = resize_rgba(x[None], settings.size)[0]
+    y = (y * (y[3:] >= 1 / 1024)).contiguous()  # drop the faintest alpha (and its colour)
+    return IntakeResult(y, y[3].clone(), crop_box, source, (width, height))
+
+
+def resize_rgba(rgba: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize straight RGBA (B, 4, H, W) float32 in [0, 1] to (B, 4, size, size): antialiased bilinear on
+    premultiplied colour, un-premultiplied after (no dark fringes; colour 0 where alpha is 0). The intake's last
+    step, and how renders become supervision targets at the rasterizer's size."""
+    premultiplied = torch.cat([rgba[:, :3] * rgba[:, 3:], rgba[:, 3:]], 1)
+    y = F.interpolate(premultiplied, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    alpha = y[:, 3:].clamp(0, 1)
+    rgb = torch.where(alpha > 0, y[:, :3] / alpha.clamp_min(1e-6), 0.0).clamp(0, 1)
+    return torch.cat([rgb, alpha], 1)
 
 
 def _border_foreground(
