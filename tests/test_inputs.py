@@ -56,9 +56,10 @@ def test_renders_at_a_higher_resolution_supervise_at_the_model_size(tiny_data):
 def test_framing_jitter_changes_size_and_position_within_its_bounds(tiny_data):
     _, views_path = tiny_data
     pictures = ViewSet(views_path, None).pictures(torch.zeros(40, dtype=torch.long), torch.zeros(40, dtype=torch.long))
-    plain = generator_inputs(pictures, 32)
+    plain, changes = generator_inputs(pictures, 32)
+    assert changes == [None] * 40
     assert torch.equal(plain, plain[:1].expand(40, -1, -1, -1))
-    jittered = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05), np.random.default_rng(0))
+    jittered, _ = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05), np.random.default_rng(0))
     widths = []
     for image in jittered:
         x0, y0, x1, y1 = _alpha_box((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
@@ -67,7 +68,7 @@ def test_framing_jitter_changes_size_and_position_within_its_bounds(tiny_data):
     size = max(reference[2] - reference[0], reference[3] - reference[1])
     assert len(set(widths)) > 2  # the size varies ...
     assert min(widths) >= size * np.exp(-0.15) - 2 and max(widths) <= size * np.exp(0.15) + 2  # ... within the bound
-    again = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05), np.random.default_rng(0))
+    again, _ = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05), np.random.default_rng(0))
     assert torch.equal(jittered, again)  # deterministic given the generator
 
 
@@ -90,7 +91,7 @@ def test_perturbations_do_what_they_say():
     assert (blurred[..., 3] < 255).sum() > 100 and blurred[edge][:, 0].min() > 150  # no dark fringe (8-bit rounding)
     white = augment.on_background(picture)
     assert white.shape == (48, 48, 3) and (white[0, 0] == 255).all() and (white[20, 20] == (200, 30, 30)).all()
-    darker = augment.recolor(picture, 0.5)
+    darker = augment.recolor(picture, augment.ColorChange(0.5))
     assert (darker[20, 20, :3] == (100, 15, 15)).all() and (darker[..., 3] == picture[..., 3]).all()
     with pytest.raises(ValueError, match="no alpha"):
         augment.jpeg(picture, 50)
@@ -108,8 +109,8 @@ def test_perturbations_do_what_they_say():
 
 def test_random_pictures_are_deterministic_and_the_intake_takes_them():
     picture, settings = _render(), AugmentSettings(no_alpha=0.7)
-    outputs = [random_picture(picture, np.random.default_rng(seed), settings) for seed in range(30)]
-    again = [random_picture(picture, np.random.default_rng(seed), settings) for seed in range(30)]
+    outputs = [random_picture(picture, np.random.default_rng(seed), settings)[0] for seed in range(30)]
+    again = [random_picture(picture, np.random.default_rng(seed), settings)[0] for seed in range(30)]
     assert all(np.array_equal(a, b) for a, b in zip(outputs, again))
     assert {o.shape[2] for o in outputs} == {3, 4}  # with and without alpha
     assert len({o.tobytes() for o in outputs}) == 30
@@ -117,10 +118,29 @@ def test_random_pictures_are_deterministic_and_the_intake_takes_them():
         x = generator_input(o, 32)
         assert x.shape == (4, 32, 32) and x[3].sum() > 20
     assert random_picture(picture, np.random.default_rng(0), AugmentSettings(
-        reframe=0, low_resolution=0, blur=0, recolor=0, no_alpha=0, noise=0, jpeg=0)) is picture
+        reframe=0, low_resolution=0, blur=0, recolor=0, no_alpha=0, noise=0, jpeg=0)) == (picture, None)
     with pytest.raises(ValueError, match="unknown augmentation keys"):
         AugmentSettings.from_dict({"blurr": 0.5})
     assert AugmentSettings.from_dict({"scale": [0.8, 1.2]}).scale == (0.8, 1.2)
+
+
+def test_colour_targets_are_changed_as_the_input_was(tiny_data):
+    """A recoloured input supervises with recoloured targets: the colour head can only show colours its input has."""
+    _, views_path = tiny_data
+    views = ViewSet(views_path, None)
+    only_colour = InputSettings(augment=AugmentSettings(reframe=0, low_resolution=0, blur=0, recolor=1, no_alpha=0,
+                                                        noise=0, jpeg=0, exposure=(0.5, 0.6)))
+    plain = sample_two_views(views, 8, torch.Generator().manual_seed(3), 32)
+    batch = sample_two_views(views, 8, torch.Generator().manual_seed(3), 32, inputs=only_colour)
+
+    def mean_colour(images: torch.Tensor) -> torch.Tensor:
+        alpha = images[:, 3:]
+        return (images[:, :3] * alpha).sum((2, 3)) / alpha.sum((2, 3))
+
+    assert torch.equal(batch.models, plain.models) and torch.equal(batch.images_a[:, 3], plain.images_a[:, 3])
+    assert (mean_colour(batch.inputs) < 0.75 * mean_colour(plain.inputs) + 0.01).all()  # the inputs are darker ...
+    assert torch.allclose(mean_colour(batch.images_a), mean_colour(batch.inputs), atol=0.03)  # ... and so are the targets
+    assert (mean_colour(batch.images_b) < 0.75 * mean_colour(plain.images_b) + 0.01).all()
 
 
 def test_evaluation_goes_through_the_intake_and_reports_the_direct_path(tiny_data, tiny_weights, monkeypatch):

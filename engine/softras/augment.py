@@ -8,7 +8,7 @@ The generator never sees these pictures directly: they go through :mod:`softras.
   outside the source is transparent); :func:`place`: the picture as part of a larger canvas;
 - :func:`low_resolution`: the picture taken at a lower resolution and scaled back up;
 - :func:`blur`: Gaussian blur on premultiplied colour (no dark fringes);
-- :func:`recolor`: exposure, white balance and contrast (gamma);
+- :func:`recolor`: exposure, white balance and contrast (gamma), a :class:`ColorChange`;
 - :func:`on_background`: composite over a plain colour, dropping alpha (a photo on a backdrop);
 - :func:`add_noise`: sensor noise; :func:`jpeg`: JPEG compression of a picture without alpha.
 
@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-__all__ = ["AugmentSettings", "reframe", "low_resolution", "blur", "recolor", "on_background", "add_noise", "jpeg",
+__all__ = ["AugmentSettings", "ColorChange", "reframe", "low_resolution", "blur", "recolor", "on_background", "add_noise", "jpeg",
            "place", "random_picture", "PERTURBATIONS"]
 
 
@@ -77,15 +77,26 @@ def blur(picture: np.ndarray, radius: float) -> np.ndarray:
     return np.asarray(image.filter(ImageFilter.GaussianBlur(radius))).copy()
 
 
-def recolor(picture: np.ndarray, exposure: float = 1.0, white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0),
-            gamma: float = 1.0) -> np.ndarray:
-    """Colour changes of a camera: each sRGB channel ``c`` becomes ``clip(exposure * balance_c * c) ** gamma``
-    (c in [0, 1]); alpha is kept."""
+@dataclass(frozen=True)
+class ColorChange:
+    """Colour changes of a camera: each sRGB channel ``c`` (in [0, 1]) becomes
+    ``clip(exposure * white_balance_c * c, 0, 1) ** gamma``."""
+
+    exposure: float = 1.0
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    gamma: float = 1.0
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """rgb: float (..., 3) sRGB in [0, 1] -> float32 (..., 3) in [0, 1]."""
+        gains = np.float32(self.exposure) * np.asarray(self.white_balance, np.float32)
+        return np.clip(np.asarray(rgb, np.float32) * gains, 0, 1) ** np.float32(self.gamma)
+
+
+def recolor(picture: np.ndarray, change: ColorChange) -> np.ndarray:
+    """The picture with its colour changed by ``change``; alpha is kept."""
     picture = _check(picture)
-    x = picture[..., :3].astype(np.float32) / 255
-    x = np.clip(x * (exposure * np.asarray(white_balance, np.float32)), 0, 1) ** gamma
     out = picture.copy()
-    out[..., :3] = np.rint(x * 255).astype(np.uint8)
+    out[..., :3] = np.rint(change(picture[..., :3].astype(np.float32) / 255) * 255).astype(np.uint8)
     return out
 
 
@@ -160,10 +171,14 @@ class AugmentSettings:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def random_picture(picture: np.ndarray, rng: np.random.Generator, settings: AugmentSettings) -> np.ndarray:
+def random_picture(picture: np.ndarray, rng: np.random.Generator, settings: AugmentSettings) -> tuple[np.ndarray, ColorChange | None]:
     """A random perturbation of an RGBA render (see :class:`AugmentSettings`): reframing, low resolution, blur,
-    colour, background, noise and JPEG, in that order, each drawn independently. Deterministic given ``rng``."""
-    s = settings
+    colour, background, noise and JPEG, in that order, each drawn independently. Deterministic given ``rng``.
+
+    Returns the picture and its colour change (None when its colours were left as they were), so that a colour
+    target can be changed alike: the picture is all the generator knows of the object's colours.
+    """
+    s, change = settings, None
     if rng.random() < s.reframe:
         scale = float(np.exp(rng.uniform(np.log(s.scale[0]), np.log(s.scale[1]))))
         picture = reframe(picture, scale, tuple(rng.uniform(-s.shift, s.shift, 2)))
@@ -173,7 +188,8 @@ def random_picture(picture: np.ndarray, rng: np.random.Generator, settings: Augm
         picture = blur(picture, rng.uniform(*s.blur_radius))
     if rng.random() < s.recolor:
         balance = tuple(1 + rng.uniform(-s.white_balance, s.white_balance, 3))
-        picture = recolor(picture, rng.uniform(*s.exposure), balance, rng.uniform(*s.gamma))
+        change = ColorChange(rng.uniform(*s.exposure), balance, rng.uniform(*s.gamma))
+        picture = recolor(picture, change)
     if rng.random() < s.no_alpha:
         color = (1.0, 1.0, 1.0) if rng.random() < s.white else tuple(rng.uniform(0, 1, 3))
         picture = on_background(picture, color)
@@ -181,7 +197,7 @@ def random_picture(picture: np.ndarray, rng: np.random.Generator, settings: Augm
         picture = add_noise(picture, rng.uniform(0, s.noise_sigma), rng)
     if picture.shape[2] == 3 and rng.random() < s.jpeg:
         picture = jpeg(picture, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
-    return picture
+    return picture, change
 
 
 PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -190,7 +206,7 @@ PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "shifted": lambda p: reframe(p, 1.0, (0.1, -0.06)),
     "blurred (1 px)": lambda p: blur(p, 1.0),
     "half resolution": lambda p: low_resolution(p, 0.5),
-    "darker, warmer": lambda p: recolor(p, 0.8, (1.08, 1.0, 0.9)),
+    "darker, warmer": lambda p: recolor(p, ColorChange(0.8, (1.08, 1.0, 0.9))),
     "no alpha, white": lambda p: on_background(p),
     "JPEG 50 on white": lambda p: jpeg(on_background(p), 50),
     "photo 768x576 JPEG": lambda p: jpeg(on_background(place(p, (768, 576), 500, (0.6, 0.45))), 85),

@@ -261,7 +261,8 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
     mirror images through the x = 0 plane: both images flipped left-right, azimuths negated (exact for
     silhouettes; the light comes from the other side). View a's render becomes the generator's input through the
     intake (:func:`softras.inputs.generator_inputs`, with ``inputs``' jitter and augmentation when given); both
-    renders are resized to ``size`` to supervise.
+    renders are resized to ``size`` to supervise, their colours changed as the input's were (exposure, white
+    balance, gamma), so that the colour term asks for the colours the input shows.
     """
     if model_weights is None:
         models = torch.randint(views.num_models, (batch_size,), generator=generator)
@@ -281,5 +282,9 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
         images_b = torch.where(flip[:, None, None, None], images_b.flip(-1), images_b)
         pictures = np.where(flip.numpy()[:, None, None, None], pictures[:, :, ::-1], pictures)
     rng = None if inputs is None else np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
-    return TwoViewBatch(generator_inputs(pictures, size, inputs, rng), images_a, images_b, views.cameras(va, flip),
-                        views.cameras(vb, flip), models, flip)
+    prepared, changes = generator_inputs(pictures, size, inputs, rng)
+    for k, change in enumerate(changes):  # the colour targets show the object's colours as its input shows them
+        if change is not None:
+            for images in (images_a, images_b):
+                images[k, :3] = torch.from_numpy(change(images[k, :3].permute(1, 2, 0).numpy())).permute(2, 0, 1)
+    return TwoViewBatch(prepared, images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from softras.augment import AugmentSettings, random_picture
+from softras.augment import AugmentSettings, ColorChange, random_picture
 from softras.intake import IntakeSettings, prepare_array
 
 __all__ = ["InputSettings", "generator_input", "generator_inputs"]
@@ -42,26 +42,32 @@ def generator_input(picture: np.ndarray, size: int) -> torch.Tensor:
 
 
 def generator_inputs(pictures: np.ndarray, size: int, settings: InputSettings | None = None,
-                     rng: np.random.Generator | None = None) -> torch.Tensor:
+                     rng: np.random.Generator | None = None) -> tuple[torch.Tensor, list[ColorChange | None]]:
     """Training inputs: each uint8 (H, W, 4) render of ``pictures`` (B, H, W, 4) perturbed and framed at random
-    (``settings``, drawn from ``rng``), then prepared by the intake. Returns (B, 4, size, size) float32.
+    (``settings``, drawn from ``rng``), then prepared by the intake. Returns (B, 4, size, size) float32 and, per
+    picture, the colour change the perturbation made (None: colours as rendered), for the colour targets.
 
     Where the intake refuses a perturbed picture (its background no longer plain enough to find the object), the
     unperturbed render is used. Without ``rng`` this is :func:`generator_input` of each picture.
     """
-    out = []
+    out, changes = [], []
     for picture in np.asarray(pictures):
+        change = None
         if rng is None or settings is None:
             out.append(generator_input(picture, size))
+            changes.append(change)
             continue
         fill = min(1.0, IntakeSettings.fill * float(np.exp(rng.uniform(-settings.fill_jitter, settings.fill_jitter))))
         dx, dy = rng.uniform(-settings.offset_jitter, settings.offset_jitter, 2)
         intake = replace(IntakeSettings(size=size), fill=fill,
                          offset=(IntakeSettings.offset[0] + dx, IntakeSettings.offset[1] + dy))
-        perturbed = picture if settings.augment is None else random_picture(picture, rng, settings.augment)
+        perturbed = picture
+        if settings.augment is not None:
+            perturbed, change = random_picture(picture, rng, settings.augment)
         try:
             out.append(prepare_array(perturbed, settings=intake).rgba)
         except ValueError:
             out.append(prepare_array(picture, settings=intake).rgba)
-    return torch.stack(out)
-
+            change = None
+        changes.append(change)
+    return torch.stack(out), changes
