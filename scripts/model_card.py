@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from softras.model import load_weights, sha256
+from softras.model import Generator, load_weights, sha256
 
 
 EVAL_COMMAND = ("softras eval --weights models/softras_generator.pt --data ../shared/data/shapes_train.npz "
@@ -74,6 +74,27 @@ def evaluation(result: dict, command: str) -> list[str]:
     return lines
 
 
+def _architecture(model: Generator) -> list[str]:
+    cfg = model.cfg
+    side = cfg.image_size // 2 ** len(cfg.conv_channels)
+    width = cfg.encoder_reduce or cfg.conv_channels[-1]
+    count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6
+    reduce = (f", a 1x1 convolution to {cfg.encoder_reduce} channels (+ BatchNorm, ReLU)" if cfg.encoder_reduce else "")
+    return [
+        "## Architecture",
+        "",
+        f"Encoder ({count(model.encoder):.1f} M parameters): {len(cfg.conv_channels)} convolutions 5x5 stride 2 "
+        f"({', '.join(map(str, cfg.conv_channels))} channels, BatchNorm, ReLU){reduce}, flattened "
+        f"({width} x {side} x {side} = {width * side * side}) into fully connected layers "
+        f"{', '.join(map(str, cfg.encoder_fc))}. Shape decoder ({count(model.shape_decoder):.1f} M): fully connected "
+        f"{', '.join(map(str, cfg.decoder_fc))}, then a centroid and per-vertex offsets of the "
+        f"{model.shape_decoder.sign.shape[0]}-vertex icosphere (level {cfg.template_level}, {model.faces.shape[0]} faces). "
+        f"Colour decoder ({count(model.color_decoder):.1f} M): a palette of {cfg.palette_size} colours sampled from "
+        f"the input and a per-vertex mixture of it.",
+        "",
+    ]
+
+
 def card(path: Path, eval_result: dict | None = None, eval_command: str = "") -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
@@ -95,6 +116,7 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         f"| torch | {meta.get('torch', '?')} |",
         "| load | `softras.model.load_weights(path)` (uses `torch.load(..., weights_only=True)`) |",
         "",
+        *_architecture(model),
         "## Data",
         "",
         "Views rendered with Cycles by `python -m softras_blender.training_views` from "
