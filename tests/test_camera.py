@@ -74,3 +74,16 @@ def test_up_parallel_to_view_is_rejected():
     cam = Camera.look_at(torch.tensor([0.0, 3.0, 0.0]))
     with pytest.raises(ValueError, match="up"):
         cam.project(torch.zeros(1, 3))
+
+
+def test_widened_camera_puts_points_where_the_crop_box_maps_them():
+    camera = Camera.from_angles(elevation=25.0, azimuth=40.0)
+    points = torch.rand(100, 3) - 0.5
+    box, width, height = (30, -10, 130, 90), 200, 150  # a square window reaching above the picture
+    inner = camera.to_pixels(points, 64, 64)[0]
+    outer = camera.widened(box, width, height).to_pixels(points, height, width)[0]
+    expected = torch.stack([box[0] + inner[:, 0] / 64 * 100, box[1] + inner[:, 1] / 64 * 100], dim=1)
+    assert torch.allclose(outer, expected, atol=1e-3)
+    assert torch.allclose(camera.widened(box, width, height).project(points)[..., 2], camera.project(points)[..., 2])
+    with pytest.raises(ValueError):
+        camera.widened((10, 10, 10, 20), width, height)

@@ -204,3 +204,77 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         write_mesh(icosphere(0), target)
     assert target.read_text() == "old content"
     assert os.listdir(tmp_path) == ["mesh.obj"]
+
+
+# ---------------------------------------------------------------------------------------------- textures
+def _textured(level: int = 2) -> Mesh:
+    from softras.mesh import Texture
+    from softras.texture import template_layout
+
+    sphere = icosphere(level, 0.4)
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (32, 48, 3), dtype=torch.uint8, generator=g)
+    return Mesh(sphere.vertices, sphere.faces, torch.rand(sphere.num_vertices, 3, generator=g),
+                Texture(template_layout(sphere.num_faces).uv(), image))
+
+
+def _same_corners(a: Mesh, b: Mesh, color_atol: float) -> None:
+    """Same faces in the same order with the same corner positions, colours and UVs, and the same image."""
+    assert a.num_faces == b.num_faces and a.num_vertices == b.num_vertices
+    assert torch.allclose(a.vertices[a.faces], b.vertices[b.faces], atol=1e-6)
+    assert torch.allclose(a.vertex_colors[a.faces], b.vertex_colors[b.faces], atol=color_atol)
+    assert torch.allclose(a.texture.uv, b.texture.uv, atol=1e-6)
+    assert torch.equal(a.texture.image, b.texture.image)
+
+
+def test_textured_glb_round_trip_embeds_a_png_base_color_texture(tmp_path):
+    mesh = _textured()
+    path = write_mesh(mesh, tmp_path / "t.glb")
+    gltf, binary = meshio._glb_chunks(path.read_bytes())
+    primitive = gltf["meshes"][0]["primitives"][0]
+    assert {"POSITION", "TEXCOORD_0", "_VERTEX_COLOR"} <= set(primitive["attributes"]) and "COLOR_0" not in primitive["attributes"]
+    material = gltf["materials"][primitive["material"]]
+    image = gltf["images"][gltf["textures"][material["pbrMetallicRoughness"]["baseColorTexture"]["index"]]["source"]]
+    view = gltf["bufferViews"][image["bufferView"]]
+    assert image["mimeType"] == "image/png" and binary[view["byteOffset"]:view["byteOffset"] + 8] == b"\x89PNG\r\n\x1a\n"
+    assert all(v["byteOffset"] % 4 == 0 for v in gltf["bufferViews"])
+    back = read_mesh(path)  # corners welded back into the shared vertices, in their order
+    assert torch.equal(back.faces, mesh.faces) and torch.equal(back.vertices, mesh.vertices)
+    _same_corners(mesh, back, 1e-5)
+
+
+def test_textured_obj_writes_mtl_and_png_beside_it_and_reads_them_back(tmp_path):
+    mesh = _textured()
+    write_mesh(mesh, tmp_path / "t.obj")
+    assert sorted(os.listdir(tmp_path)) == ["t.mtl", "t.obj", "t.png"]
+    text = (tmp_path / "t.obj").read_text()
+    assert "mtllib t.mtl" in text and "usemtl softras" in text and "\nf 1/" in text
+    assert "map_Kd t.png" in (tmp_path / "t.mtl").read_text()
+    back = read_mesh(tmp_path / "t.obj")
+    assert torch.equal(back.faces, mesh.faces)
+    _same_corners(mesh, back, 1e-5)
+
+
+def test_an_obj_without_its_texture_files_reads_without_texture(tmp_path):
+    write_mesh(_textured(), tmp_path / "t.obj")
+    (tmp_path / "t.png").unlink()
+    back = read_mesh(tmp_path / "t.obj")
+    assert back.texture is None and back.num_faces == 320 and back.vertex_colors is not None
+
+
+def test_ply_keeps_only_the_vertex_colours_of_a_textured_mesh(tmp_path):
+    back = read_mesh(write_mesh(_textured(), tmp_path / "t.ply"))
+    assert back.texture is None and back.vertex_colors is not None
+
+
+def test_a_failed_textured_obj_write_leaves_nothing_half_written(tmp_path, monkeypatch):
+    (tmp_path / "t.obj").write_text("old obj")
+
+    def failing(mesh, fh, mtllib=None):
+        fh.write(b"v 0 0 0\n")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(meshio, "_write_obj", failing)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_mesh(_textured(), tmp_path / "t.obj")
+    assert os.listdir(tmp_path) == ["t.obj"] and (tmp_path / "t.obj").read_text() == "old obj"

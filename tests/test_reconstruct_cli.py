@@ -82,7 +82,7 @@ def test_reconstruct_goes_on_past_bad_files(tmp_path, tiny_weights, capsys):
     inputs = [good, tmp_path / "missing.png", tmp_path / "empty.png", tmp_path / "text.png", truncated,
               tmp_path / "pixel.png", tmp_path / "transparent.png"]
     out = tmp_path / "out"
-    code, records, _ = run(capsys, "reconstruct", *inputs, "-o", out, "--weights", tiny_weights)
+    code, records, _ = run(capsys, "reconstruct", *inputs, "-o", out, "--no-texture", "--weights", tiny_weights)
     assert code == 1
     assert [r["status"] for r in records] == ["ok"] + ["error"] * 6
     errors = [r["error"] for r in records[1:]]
@@ -136,3 +136,42 @@ def test_refine_cli_raises_iou(tmp_path, capsys):
     assert code == 0 and out.exists()
     before, after = map(float, re.search(r"IoU before ([0-9.]+)  after ([0-9.]+)", text).groups())
     assert after > before + 0.05
+
+
+# ---------------------------------------------------------------------------------------------- textures
+def test_reconstruct_bakes_a_texture_beside_an_obj_by_default(tmp_path, tiny_weights, capsys, monkeypatch):
+    import softras.texture
+
+    monkeypatch.setattr(softras.texture, "MIN_VIEWPOINT_IOU", 0.0)  # the tiny random generator's shapes fit badly
+    a = blob_png(tmp_path / "a.png")
+    code, records, _ = run(capsys, "reconstruct", a, "-o", tmp_path / "out", "--texture-size", "64", "--weights", tiny_weights)
+    assert code == 0 and records[0]["texture"] is True and "warning" not in records[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mtl", "a.obj", "a.png"]
+    mesh = read_mesh(tmp_path / "out" / "a.obj")
+    assert mesh.texture is not None and tuple(mesh.texture.image.shape) == (64, 64, 3)
+    assert mesh.vertex_colors is not None  # the vertex colours stay beside the texture
+    # the picture is red: the texels that saw it are red
+    image = mesh.texture.image.float()
+    assert float(((image[..., 0] > 150) & (image[..., 1] < 80)).float().mean()) > 0.2
+
+
+def test_reconstruct_no_texture_writes_the_mesh_alone(tmp_path, tiny_weights, capsys):
+    a = blob_png(tmp_path / "a.png")
+    code, records, _ = run(capsys, "reconstruct", a, "-o", tmp_path / "out", "--no-texture", "--format", "glb",
+                           "--weights", tiny_weights)
+    assert code == 0 and "texture" not in records[0]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.glb"] and read_mesh(tmp_path / "out" / "a.glb").texture is None
+
+
+def test_reconstruct_of_a_tiny_picture_falls_back_to_vertex_colours_with_a_warning(tmp_path, tiny_weights, capsys):
+    a = blob_png(tmp_path / "a.png", size=(40, 30))
+    code, records, err = run(capsys, "reconstruct", a, "-o", tmp_path / "out", "--weights", tiny_weights)
+    assert code == 0 and records[0]["status"] == "ok" and records[0]["texture"] is False
+    assert records[0]["warning"].startswith("picture too small") and "picture too small" in err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.obj"]
+
+
+def test_reconstruct_refuses_a_bad_texture_size(tmp_path, tiny_weights, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reconstruct", str(blob_png(tmp_path / "a.png")), "-o", str(tmp_path), "--texture-size", "4"])
+    assert exit_info.value.code == 2 and "--texture-size" in capsys.readouterr().err

@@ -5,6 +5,9 @@
   intake, as training prepares them (on a thread, beside the step);
 - weights loading, and one reconstruction of a prepared 64x64 image with the weights loaded;
 - ``softras reconstruct`` on one 1024x1024 JPEG photo, image intake included, model load excluded;
+- baking a 1024x1024 texture for that reconstruction from the photo (:func:`softras.texture.bake_texture`, viewpoint
+  given), also as a ratio to the generator's forward pass measured in the same run, since the machine's load
+  moves both alike;
 - ``softras.refine`` with 200 steps at 64x64 on the 642-vertex template against one mask.
 
 Inputs are synthetic (random images, a rendered box silhouette), so the benchmark needs no data files.
@@ -27,13 +30,14 @@ from softras.augment import AugmentSettings
 from softras.camera import Camera
 from softras.data import TwoViewBatch
 from softras.inputs import InputSettings, generator_inputs
-from softras.intake import load_image
+from softras.intake import load_image, load_picture
 from softras.losses import FlattenLoss, LaplacianLoss
 from softras.mesh import icosphere
 from softras.model import Generator, save_weights
 from softras.raster import RasterSettings, render_silhouette
 from softras.reconstruct import Reconstructor
 from softras.refine import RefineSettings, refine
+from softras.texture import BakeSettings, bake_texture
 from softras.train import TrainConfig, training_losses
 
 __all__ = ["PipelineResult", "run_pipeline", "format_pipeline"]
@@ -45,6 +49,8 @@ class PipelineResult:
     median_ms: float
     target_ms: float | None
     repeats: int
+    ratio: float | None = None
+    """median_ms over the generator forward pass's median in the same run (rows that report one)."""
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -124,7 +130,8 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
         reconstructor = Reconstructor(weights)
         image = torch.rand(1, 4, 64, 64, generator=g)
         say("reconstruction ...")
-        results.append(PipelineResult("reconstruct 64x64 input", _median_ms(lambda: reconstructor.predict(image), repeats * 4), 50, repeats * 4))
+        forward = PipelineResult("reconstruct 64x64 input", _median_ms(lambda: reconstructor.predict(image), repeats * 4), 50, repeats * 4)
+        results.append(forward)
         photo = _photo(Path(tmp) / "photo.jpg")
 
         def photo_to_mesh() -> None:
@@ -132,6 +139,12 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
 
         say("photo ...")
         results.append(PipelineResult("reconstruct 1024x1024 JPEG (intake incl.)", _median_ms(photo_to_mesh, repeats), 300, repeats))
+        intake, picture = load_image(photo), load_picture(photo)
+        mesh = reconstructor.reconstruct_intake(intake).mesh
+        camera = Camera.from_angles(elevation=30.0, azimuth=30.0)
+        say("texture bake ...")
+        bake_ms = _median_ms(lambda: bake_texture(mesh, picture, camera, intake, BakeSettings(size=1024)), repeats)
+        results.append(PipelineResult("bake 1024x1024 texture from the photo", bake_ms, 500, repeats, bake_ms / forward.median_ms))
 
     mask, camera = _box_mask()
     sphere = icosphere(3, 0.3)
@@ -142,7 +155,8 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
 
 
 def format_pipeline(results: list[PipelineResult]) -> str:
-    rows = [f"{'task':<46}{'median ms':>11}{'target ms':>11}", "-" * 68]
+    rows = [f"{'task':<46}{'median ms':>11}{'target ms':>11}{'x forward':>11}", "-" * 79]
     for r in results:
-        rows.append(f"{r.name:<46}{r.median_ms:>11.1f}{'-' if r.target_ms is None else f'< {r.target_ms:.0f}':>11}")
+        rows.append(f"{r.name:<46}{r.median_ms:>11.1f}{'-' if r.target_ms is None else f'< {r.target_ms:.0f}':>11}"
+                    f"{'-' if r.ratio is None else f'{r.ratio:.1f}':>11}")
     return "\n".join(rows)

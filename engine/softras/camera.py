@@ -154,6 +154,23 @@ class Camera:
         cam_up = torch.linalg.cross(right, fwd, dim=-1)
         return right, cam_up, fwd
 
+    def widened(self, box: tuple[float, float, float, float], width: int, height: int) -> "Camera":
+        """The cameras of a whole ``width`` x ``height`` picture of which this camera's image is the window ``box``.
+
+        ``box`` = (left, top, right, bottom) in the picture's pixels (it may reach beyond the picture), e.g. the
+        intake's crop box: a point that this camera puts at NDC (x, y) lands at picture column
+        ``left + (x + 1) / 2 * (right - left)`` and row ``top + (1 - y) / 2 * (bottom - top)`` through the returned
+        camera, which has the same eye, orientation and depth; only field of view, aspect and shift change.
+        """
+        left, top, right, bottom = (float(v) for v in box)
+        if not (right > left and bottom > top and width > 0 and height > 0):
+            raise ValueError(f"box {box} must have positive size, picture {width}x{height} too")
+        sx, sy = (right - left) / width, (bottom - top) / height
+        tan = torch.tan(torch.deg2rad(self.fov) / 2) / sy
+        shift = torch.stack([self.shift[:, 0] * sx + (left + right) / width - 1,
+                             self.shift[:, 1] * sy + 1 - (top + bottom) / height], dim=-1)
+        return Camera(self.eye, self.at, self.up, torch.rad2deg(2 * torch.atan(tan)), self.aspect * sy / sx, shift)
+
     def project(self, points: torch.Tensor) -> torch.Tensor:
         """Project points to NDC and depth.
 

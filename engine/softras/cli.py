@@ -26,6 +26,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _texture_size(text: str) -> int:
+    value = int(text)
+    if not 8 <= value <= 8192:
+        raise argparse.ArgumentTypeError(f"must be an integer from 8 to 8192, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -104,6 +111,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from softras.evaluate import evaluate, evaluate_robustness, format_report, format_robustness
     from softras.model import load_weights
 
+    if args.texture:
+        return _eval_texture(args)
     model, _ = load_weights(args.weights, map_location=args.device)
     shapes = Shapes.load(args.data)
     split = None if args.split == "all" else args.split
@@ -144,6 +153,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_texture(args: argparse.Namespace) -> int:
+    import json
+
+    from softras.data import ViewSet
+    from softras.reconstruct import Reconstructor
+    from softras.texture_eval import evaluate_texture, format_texture_report
+
+    if not args.views:
+        raise ValueError("--texture needs --views (rendered pictures, e.g. cache/views128_e0_30.npz)")
+    views = ViewSet(args.views, None if args.split == "all" else args.split)
+    report = evaluate_texture(Reconstructor(args.weights, device=args.device), views, args.views_per_model,
+                              args.elevation, args.texture_size)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_texture_report(report))
+    return 0
+
+
 MESH_FORMATS = ("obj", "ply", "glb")
 
 
@@ -161,10 +186,11 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from softras.intake import IntakeSettings, load_image
+    from softras.intake import IntakeSettings, load_image, load_picture
     from softras.meshio import write_mesh
     from softras.progress import ProgressLine
     from softras.reconstruct import Reconstructor
+    from softras.texture import BakeSettings, project_texture
 
     if args.mask and len(args.images) != 1:
         raise ValueError("--mask applies to a single image; give one IMAGE with it")
@@ -172,6 +198,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     reconstructor = Reconstructor(args.weights, device=args.device)
     intake_settings = IntakeSettings(size=reconstructor.image_size)
     progress = ProgressLine(len(args.images), "images")
+    bake = BakeSettings(size=args.texture_size)
+    texture = args.texture and args.format != "ply"  # PLY holds no texture
     failures = 0
     for n, image in enumerate(args.images, 1):
         start = time.perf_counter()
@@ -180,7 +208,15 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         try:
             intake = load_image(image, args.mask, intake_settings)
             result = reconstructor.reconstruct_intake(intake, refine_steps=args.refine)
-            write_mesh(result.mesh, target)
+            mesh = result.mesh
+            if texture:
+                outcome = project_texture(mesh, intake, load_picture(image), result.camera, bake)
+                mesh = outcome.mesh
+                record["texture"] = mesh.texture is not None
+                if outcome.message:
+                    record["warning"] = outcome.message
+                    print(f"softras reconstruct: {image}: {outcome.message}", file=sys.stderr, flush=True)
+            write_mesh(mesh, target)
             if result.iou_before is not None:
                 record.update(iou_before=round(result.iou_before, 4), iou_after=round(result.iou_after, 4))
         except (ValueError, OSError) as e:
@@ -249,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--mask", help="foreground mask for a single IMAGE (white = object)")
     rec.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS", help="refine each mesh to its image's silhouette")
     rec.add_argument("--format", choices=MESH_FORMATS, default="obj")
+    rec.add_argument("--texture", action=argparse.BooleanOptionalAction, default=True,
+                     help="bake a texture from the picture through the estimated viewpoint (obj: .mtl and .png beside "
+                          "it; glb: embedded; ply: never); bad cases keep the vertex colours with a warning")
+    rec.add_argument("--texture-size", type=_texture_size, default=1024, metavar="PX", help="texture side in texels")
     rec.add_argument("--weights", help="generator weights (default: the shipped models/softras_generator.pt)")
     rec.add_argument("--device", default="cpu", help="cpu or cuda")
     rec.set_defaults(func=_cmd_reconstruct)
@@ -284,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ev.add_argument("--robustness", action="store_true",
                     help="also score the views perturbed as real pictures are (rescaled, shifted, blurred, JPEG, ...)")
+    ev.add_argument("--texture", action="store_true",
+                    help="instead: how well projected textures reproduce the input pictures (re-render MAE, textured "
+                         "vs vertex colours); needs --views")
+    ev.add_argument("--texture-size", type=_texture_size, default=1024, metavar="PX", help="texture side for --texture")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_cmd_eval)
     return parser

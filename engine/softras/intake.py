@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-__all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_mask", "prepare_image", "prepare_array", "resize_rgba"]
+__all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_picture", "load_mask", "prepare_image", "prepare_array", "resize_rgba"]
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,12 @@ def load_mask(path: str | os.PathLike) -> torch.Tensor:
     image, _ = _open(path)
     _check_size(image.width, image.height, str(path))
     return torch.from_numpy(np.asarray(_binary(_mask_channel(image)), dtype=np.float32) / 255)
+
+
+def load_picture(path: str | os.PathLike) -> np.ndarray:
+    """A picture file at full resolution as :func:`load_image` orients it (EXIF applied), for looking up colours
+    through its crop box: (H, W, 4) uint8 straight sRGB and alpha, row 0 at the top."""
+    return np.asarray(_to_rgba8(_open(Path(path))[0]))
 
 
 def _binary(image: Image.Image) -> Image.Image:

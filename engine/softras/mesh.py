@@ -7,7 +7,32 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Mesh", "icosphere", "normalize_vertices", "edges", "adjacent_face_pairs"]
+__all__ = ["Mesh", "Texture", "icosphere", "normalize_vertices", "edges", "adjacent_face_pairs"]
+
+
+@dataclass
+class Texture:
+    """A colour texture and where each face corner samples it.
+
+    Attributes:
+        uv: (F, 3, 2) float32 texture coordinates of every face corner, in [0, 1]: u to the right, v *down*, so
+            (0, 0) is the image's top-left corner and texel (row i, column j) has its centre at
+            ((j + 0.5) / W, (i + 0.5) / H) (glTF's convention; OBJ and Blender store 1 - v).
+        image: (H, W, 3) uint8 sRGB, row 0 at the top.
+    """
+
+    uv: torch.Tensor
+    image: torch.Tensor
+
+    def __post_init__(self) -> None:
+        self.uv = torch.as_tensor(self.uv, dtype=torch.float32)
+        self.image = torch.as_tensor(self.image)
+        if self.uv.dim() != 3 or self.uv.shape[1:] != (3, 2):
+            raise ValueError(f"uv must have shape (F, 3, 2), got {tuple(self.uv.shape)}")
+        if not bool(torch.isfinite(self.uv).all()):
+            raise ValueError("uv must be finite")
+        if self.image.dtype != torch.uint8 or self.image.dim() != 3 or self.image.shape[2] != 3 or min(self.image.shape[:2]) < 1:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {tuple(self.image.shape)} {self.image.dtype}")
 
 
 @dataclass
@@ -18,11 +43,13 @@ class Mesh:
         vertices: (V, 3) float32, object frame (Y-up).
         faces: (F, 3) int64 vertex indices, counter-clockwise seen from outside where orientation is known.
         vertex_colors: (V, 3) float32 sRGB in [0, 1], or None.
+        texture: a :class:`Texture` with one UV triangle per face, or None.
     """
 
     vertices: torch.Tensor
     faces: torch.Tensor
     vertex_colors: torch.Tensor | None = None
+    texture: Texture | None = None
 
     def __post_init__(self) -> None:
         self.vertices = torch.as_tensor(self.vertices, dtype=torch.float32)
@@ -39,6 +66,8 @@ class Mesh:
             self.vertex_colors = torch.as_tensor(self.vertex_colors, dtype=torch.float32)
             if self.vertex_colors.shape != self.vertices.shape:
                 raise ValueError(f"vertex_colors must have shape {tuple(self.vertices.shape)}, got {tuple(self.vertex_colors.shape)}")
+        if self.texture is not None and self.texture.uv.shape[0] != self.faces.shape[0]:
+            raise ValueError(f"texture has UVs for {self.texture.uv.shape[0]} faces, the mesh has {self.faces.shape[0]}")
 
     @property
     def num_vertices(self) -> int:

@@ -2,14 +2,24 @@
 
 The format follows the file suffix (case-insensitive). In memory a mesh is a :class:`softras.mesh.Mesh`:
 vertices (V, 3) float32 in the object frame (Y-up, file units), faces (F, 3) int64, vertex colours (V, 3)
-float32 sRGB in [0, 1] or None. Polygons are fan-triangulated on reading. OBJ and PLY store colours as sRGB;
-glTF stores them linear, so GLB colours are converted on both reading and writing.
+float32 sRGB in [0, 1] or None, and an optional :class:`softras.mesh.Texture` (per-corner UVs, an sRGB image).
+Polygons are fan-triangulated on reading. OBJ and PLY store colours as sRGB; glTF stores them linear, so GLB
+colours are converted on both reading and writing.
+
+Textures: a GLB embeds the image as PNG in its binary chunk, used as the material's ``baseColorTexture`` (sRGB)
+with ``TEXCOORD_0``; vertices are split per face corner (glTF attributes are per vertex) and welded again on
+reading. The glTF specification makes ``COLOR_0`` a multiplier of the base colour, so a textured GLB keeps the
+vertex colours in the application-specific attribute ``_VERTEX_COLOR`` (linear, as ``COLOR_0``), which viewers do
+not apply and Blender imports as an attribute. An OBJ refers to ``<name>.mtl`` (``map_Kd``) and ``<name>.png``
+beside it; the three files are written together (:func:`softras.fileio.atomic_write_group`). PLY has no textures:
+a textured mesh is written with its vertex colours only.
 
 Malformed files raise ``ValueError("<path>: <what is wrong>")``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -19,15 +29,18 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from softras.colorspace import linear_to_srgb, srgb_to_linear
-from softras.fileio import atomic_write
-from softras.mesh import Mesh
+from softras.fileio import atomic_write, atomic_write_group
+from softras.mesh import Mesh, Texture
 
 __all__ = ["read_mesh", "write_mesh"]
 
-# A reader's result: vertices (V, 3), faces (F, 3), sRGB colours (V, 3) or None, all numpy.
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+# A reader's result: vertices (V, 3), faces (F, 3), sRGB colours (V, 3) or None (numpy), and a texture or None.
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, Texture | None]
+_VERTEX_COLOR = "_VERTEX_COLOR"  # a textured GLB's vertex colours (see the module docstring)
+_MATERIAL = "softras"
 
 
 def read_mesh(path: str | os.PathLike) -> Mesh:
@@ -40,9 +53,9 @@ def read_mesh(path: str | os.PathLike) -> Mesh:
     reader = _codec(path)[0]
     data = path.read_bytes()
     try:
-        vertices, faces, colors = reader(data)
+        vertices, faces, colors, texture = reader(data, path)
         return Mesh(torch.tensor(vertices, dtype=torch.float32), torch.tensor(faces, dtype=torch.int64),
-                    None if colors is None else torch.tensor(colors, dtype=torch.float32))
+                    None if colors is None else torch.tensor(colors, dtype=torch.float32), texture)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
     except (IndexError, KeyError, TypeError, AttributeError, OverflowError, struct.error) as e:
@@ -53,13 +66,21 @@ def write_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     """Write ``mesh`` to an .obj, .ply or .glb file atomically and return the path.
 
     See :func:`softras.fileio.atomic_write`: ``path`` holds either its previous content or the complete new
-    file. Raises FileNotFoundError when the directory is missing and PermissionError when it is not writable.
+    file. A textured mesh written as OBJ also writes ``<stem>.mtl`` and ``<stem>.png`` beside it, all or none.
+    Raises FileNotFoundError when the directory is missing and PermissionError when it is not writable.
     """
-    writer = _codec(Path(path))[1]
+    path = Path(path)
+    writer = _codec(path)[1]
+    if mesh.texture is not None and path.suffix.lower() == ".obj":
+        mtl, png = path.with_suffix(".mtl"), path.with_suffix(".png")
+        image = _png(mesh.texture.image)
+        atomic_write_group([(png, lambda fh: fh.write(image)), (mtl, lambda fh: fh.write(_mtl(png.name))),
+                            (path, lambda fh: _write_obj(mesh, fh, mtl.name))])
+        return path
     return atomic_write(path, lambda fh: writer(mesh, fh))
 
 
-def _codec(path: Path) -> tuple[Callable[[bytes], _Arrays], Callable[[Mesh, BinaryIO], None]]:
+def _codec(path: Path) -> tuple[Callable[[bytes, Path], _Arrays], Callable[[Mesh, BinaryIO], None]]:
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
         raise ValueError(f"{path}: unsupported mesh format {suffix or '(no suffix)'!r}; "
@@ -71,6 +92,22 @@ def _codec(path: Path) -> tuple[Callable[[bytes], _Arrays], Callable[[Mesh, Bina
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
+
+
+def _png(image: torch.Tensor) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 image."""
+    buffer = io.BytesIO()
+    Image.fromarray(_numpy(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _decode_image(data: bytes, name: str) -> torch.Tensor:
+    """(H, W, 3) uint8 of an encoded image (any format Pillow reads)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return torch.from_numpy(np.array(image.convert("RGB")))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot decode texture image {name}: {e}") from None
 
 
 def _fan(flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -92,12 +129,15 @@ def _fan(flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- OBJ
 
-def _read_obj(data: bytes) -> _Arrays:
-    """``v x y z [r g b]`` vertices and ``f`` polygons; colours are kept only when every vertex has them."""
-    vertices, colors, flat, counts = [], [], [], []
+def _read_obj(data: bytes, path: Path) -> _Arrays:
+    """``v x y z [r g b]`` vertices and ``f`` polygons; colours are kept only when every vertex has them. The
+    texture is read when every face corner has a ``vt`` and the first ``usemtl`` material of the ``mtllib`` file
+    beside ``path`` has a readable ``map_Kd`` image."""
+    vertices, colors, uvs, flat, flat_uv, counts = [], [], [], [], [], []
+    mtllib, material = None, None
     for lineno, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         parts = line.split()
-        if not parts or parts[0] not in ("v", "f"):
+        if not parts or parts[0] not in ("v", "vt", "f", "mtllib", "usemtl"):
             continue
         try:
             if parts[0] == "v":
@@ -107,38 +147,94 @@ def _read_obj(data: bytes) -> _Arrays:
                 vertices.append(values[:3])
                 if len(values) == 6:
                     colors.append(values[3:])
-            else:
-                indices = [_obj_index(tok, len(vertices)) for tok in parts[1:]]
+            elif parts[0] == "vt":
+                uvs.append([float(x) for x in parts[1:3]] + [0.0] * (3 - len(parts)))
+            elif parts[0] == "f":
+                indices = [_obj_index(tok, len(vertices), len(uvs)) for tok in parts[1:]]
                 if len(indices) < 3:
                     raise ValueError(f"face with {len(indices)} vertices (at least 3 needed)")
-                flat.extend(indices)
+                flat.extend(i for i, _ in indices)
+                flat_uv.extend(t for _, t in indices)
                 counts.append(len(indices))
+            elif parts[0] == "mtllib" and mtllib is None:
+                mtllib = line.split(None, 1)[1].strip()
+            elif parts[0] == "usemtl" and material is None:
+                material = line.split(None, 1)[1].strip()
         except ValueError as e:
             raise ValueError(f"line {lineno}: {e}") from None
     v = np.array(vertices, dtype=np.float32).reshape(-1, 3)
-    f = _fan(np.array(flat, dtype=np.int64), np.array(counts, dtype=np.int64))
+    counts_array = np.array(counts, dtype=np.int64)
+    f = _fan(np.array(flat, dtype=np.int64), counts_array)
     c = np.array(colors, dtype=np.float32) if colors and len(colors) == len(vertices) else None
-    return v, f, c
+    texture = None
+    if mtllib and counts and all(t is not None for t in flat_uv):
+        image = _mtl_texture(path.parent / mtllib, material)
+        if image is not None:
+            corner_uv = np.array(uvs, dtype=np.float32)[_fan(np.array(flat_uv, dtype=np.int64), counts_array)]
+            texture = Texture(torch.from_numpy(corner_uv * [1, -1] + [0, 1]), image)  # OBJ's v points up
+    return v, f, c, texture
 
 
-def _obj_index(token: str, num_vertices: int) -> int:
-    """0-based vertex index of a face token ``i``, ``i/t``, ``i//n`` or ``i/t/n`` (negative: relative)."""
-    i = int(token.split("/", 1)[0])
+def _obj_index(token: str, num_vertices: int, num_uvs: int) -> tuple[int, int | None]:
+    """0-based vertex and texture-coordinate indices of a face token ``i``, ``i/t``, ``i//n`` or ``i/t/n``
+    (negative: relative); the texture index is None when absent."""
+    fields = token.split("/")
+    i = int(fields[0])
     if i == 0:
         raise ValueError("vertex index 0 in face (OBJ indices start at 1)")
-    return i - 1 if i > 0 else num_vertices + i
+    t = int(fields[1]) if len(fields) > 1 and fields[1] else None
+    if t is not None and not (0 < t <= num_uvs or -num_uvs <= t < 0):
+        raise ValueError(f"texture coordinate index {t} out of range (1..{num_uvs})")
+    return (i - 1 if i > 0 else num_vertices + i), (None if t is None else t - 1 if t > 0 else num_uvs + t)
 
 
-def _write_obj(mesh: Mesh, fh: BinaryIO) -> None:
-    """``v x y z [r g b]`` (9 significant digits for positions, 6 for sRGB colours), ``f a b c`` 1-based."""
+def _mtl_texture(mtl: Path, material: str | None) -> torch.Tensor | None:
+    """The ``map_Kd`` image (H, W, 3) uint8 of ``material`` (or of the first material) in the .mtl file ``mtl``;
+    None when the file, the material, its map or the image is missing."""
+    try:
+        lines = mtl.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    current, maps = None, {}
+    for line in lines:
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[0] == "newmtl":
+            current = parts[1].strip()
+        elif len(parts) == 2 and parts[0] == "map_Kd" and current is not None:
+            maps.setdefault(current, parts[1].strip().split()[-1])  # options before the file name are skipped
+    name = maps.get(material) if material is not None else next(iter(maps.values()), None)
+    if name is None or not (mtl.parent / name).is_file():
+        return None
+    return _decode_image((mtl.parent / name).read_bytes(), name)
+
+
+def _mtl(image_name: str) -> bytes:
+    """The .mtl of a textured OBJ: one material, white diffuse colour modulated by ``map_Kd``."""
+    return (f"# softras\nnewmtl {_MATERIAL}\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n"
+            f"map_Kd {image_name}\n").encode("utf-8")
+
+
+def _write_obj(mesh: Mesh, fh: BinaryIO, mtllib: str | None = None) -> None:
+    """``v x y z [r g b]`` (9 significant digits for positions, 6 for sRGB colours), ``f a b c`` 1-based; with
+    ``mtllib`` (the textured case) also ``vt u v`` per face corner (v up, as OBJ has it) and ``f a/t b/t c/t``."""
     fh.write(b"# softras\n")
+    if mtllib is not None:
+        fh.write(f"mtllib {mtllib}\n".encode("utf-8"))
     v = _numpy(mesh.vertices)
     if mesh.vertex_colors is None:
         np.savetxt(fh, v, fmt="v %.9g %.9g %.9g")
     else:
         np.savetxt(fh, np.hstack([v.astype(np.float64), _numpy(mesh.vertex_colors)]),
                    fmt="v %.9g %.9g %.9g %.6g %.6g %.6g")
-    np.savetxt(fh, _numpy(mesh.faces) + 1, fmt="f %d %d %d")
+    faces = _numpy(mesh.faces) + 1
+    if mtllib is None:
+        np.savetxt(fh, faces, fmt="f %d %d %d")
+        return
+    uv = _numpy(mesh.texture.uv).reshape(-1, 2).astype(np.float64)
+    np.savetxt(fh, np.stack([uv[:, 0], 1 - uv[:, 1]], axis=1), fmt="vt %.7g %.7g")
+    fh.write(f"usemtl {_MATERIAL}\n".encode("utf-8"))
+    corners = np.arange(1, faces.size + 1).reshape(-1, 3)
+    np.savetxt(fh, np.stack([faces, corners], axis=2).reshape(-1, 6), fmt="f %d/%d %d/%d %d/%d")
 
 
 # ----------------------------------------------------------------------------------------------- PLY
@@ -154,7 +250,7 @@ _Prop = tuple[str, str, str | None]
 _Column = np.ndarray | tuple[np.ndarray, np.ndarray]
 
 
-def _read_ply(data: bytes) -> _Arrays:
+def _read_ply(data: bytes, path: Path) -> _Arrays:
     """PLY (ascii, binary little or big endian): x, y, z, optional red, green, blue, faces from the
     ``vertex_indices`` (or ``vertex_index``) list; other properties and elements are skipped."""
     fmt, elements, body = _ply_header(data)
@@ -176,7 +272,7 @@ def _read_ply(data: bytes) -> _Arrays:
         c = (c / np.iinfo(c.dtype).max if c.dtype.kind in "iu" else c).astype(np.float32)
     lists = [face[k] for k in ("vertex_indices", "vertex_index") if isinstance(face.get(k), tuple)]
     f = _fan(*lists[0]) if lists else np.zeros((0, 3), dtype=np.int64)
-    return v, f, c
+    return v, f, c, None
 
 
 def _ply_header(data: bytes) -> tuple[str | None, list[tuple[str, int, list[_Prop]]], bytes]:
@@ -335,24 +431,35 @@ _GLTF_TYPES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 
 _TRIANGLES = 4
 
 
-def _read_glb(data: bytes) -> _Arrays:
+def _read_glb(data: bytes, path: Path) -> _Arrays:
     """All TRIANGLES primitives of all meshes, placed by their nodes' world transforms (when there are
-    nodes), merged into one mesh. Colours (COLOR_0, linear) are returned as sRGB; primitives without
-    COLOR_0 are white when others have it."""
+    nodes), merged into one mesh. Colours (COLOR_0, else ``_VERTEX_COLOR``, linear) are returned as sRGB;
+    primitives without them are white when others have them. A file with a single primitive whose material has
+    an embedded ``baseColorTexture`` keeps its texture, its vertices welded where position and colour agree."""
     gltf, binary = _glb_chunks(data)
     parts = []
     for mesh_index, world in _mesh_instances(gltf):
         for prim in gltf["meshes"][mesh_index]["primitives"]:
             parts.append(_primitive(gltf, binary, prim, world))
     if not parts:
-        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), None
-    offsets = np.cumsum([0] + [len(v) for v, _, _ in parts[:-1]])
-    vertices = np.concatenate([v for v, _, _ in parts])
-    faces = np.concatenate([f + o for (_, f, _), o in zip(parts, offsets)])
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), None, None
+    offsets = np.cumsum([0] + [len(v) for v, _, _, _ in parts[:-1]])
+    vertices = np.concatenate([v for v, _, _, _ in parts])
+    faces = np.concatenate([f + o for (_, f, _, _), o in zip(parts, offsets)])
     colors = None
-    if any(c is not None for _, _, c in parts):
-        colors = linear_to_srgb(np.concatenate([np.ones_like(v) if c is None else c for v, _, c in parts]))
-    return vertices, faces, colors
+    if any(c is not None for _, _, c, _ in parts):
+        colors = linear_to_srgb(np.concatenate([np.ones_like(v) if c is None else c for v, _, c, _ in parts]))
+    texture = parts[0][3] if len(parts) == 1 else None
+    if texture is None:
+        return vertices, faces, colors, None
+    keys = vertices if colors is None else np.hstack([vertices, colors.astype(np.float32)])
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # welded vertices in the order of their first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    welded = first[order]
+    return (vertices[welded], rank[inverse.reshape(-1)][faces], None if colors is None else colors[welded],
+            Texture(torch.from_numpy(texture[0]), texture[1]))
 
 
 def _glb_chunks(data: bytes) -> tuple[dict, bytes]:
@@ -425,8 +532,10 @@ def _local_matrix(node: dict) -> np.ndarray:
     return m
 
 
-def _primitive(gltf: dict, binary: bytes, prim: dict, world: np.ndarray) -> _Arrays:
-    """One primitive: world-space positions (V, 3) float32, faces (F, 3) int64, linear colours or None."""
+def _primitive(gltf: dict, binary: bytes, prim: dict, world: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[np.ndarray, torch.Tensor] | None]:
+    """One primitive: world-space positions (V, 3) float32, faces (F, 3) int64, linear colours or None, and
+    its embedded base-colour texture as (per-corner UVs (F, 3, 2) float32, image (H, W, 3) uint8) or None."""
     mode = prim.get("mode", _TRIANGLES)
     if mode != _TRIANGLES:
         raise ValueError(f"primitive mode {mode} is not TRIANGLES ({_TRIANGLES})")
@@ -445,12 +554,34 @@ def _primitive(gltf: dict, binary: bytes, prim: dict, world: np.ndarray) -> _Arr
     if np.linalg.det(world[:3, :3]) < 0:  # a mirroring transform flips the winding
         faces = faces[:, [0, 2, 1]]
     colors = None
-    if "COLOR_0" in attributes:
-        raw = _accessor(gltf, binary, attributes["COLOR_0"], {5121, 5123, 5126}, {3, 4})[:, :3]
+    color_key = next((k for k in ("COLOR_0", _VERTEX_COLOR) if k in attributes), None)
+    if color_key is not None:
+        raw = _accessor(gltf, binary, attributes[color_key], {5121, 5123, 5126}, {3, 4})[:, :3]
         colors = raw / np.iinfo(raw.dtype).max if raw.dtype.kind == "u" else raw.astype(np.float64)
         if len(colors) != len(positions):
-            raise ValueError("COLOR_0 and POSITION counts differ")
-    return positions, faces, colors
+            raise ValueError(f"{color_key} and POSITION counts differ")
+    return positions, faces, colors, _primitive_texture(gltf, binary, prim, faces)
+
+
+def _primitive_texture(gltf: dict, binary: bytes, prim: dict, faces: np.ndarray
+                       ) -> tuple[np.ndarray, torch.Tensor] | None:
+    """The primitive's material's ``baseColorTexture`` when its image is embedded (a bufferView) and the
+    primitive has its TEXCOORD set: (per-corner UVs (F, 3, 2) float32, image (H, W, 3) uint8); else None."""
+    if "material" not in prim:
+        return None
+    info = gltf["materials"][prim["material"]].get("pbrMetallicRoughness", {}).get("baseColorTexture")
+    if info is None or f"TEXCOORD_{info.get('texCoord', 0)}" not in prim["attributes"]:
+        return None
+    image = gltf["images"][gltf["textures"][info["index"]]["source"]]
+    if "bufferView" not in image:
+        return None
+    view = gltf["bufferViews"][image["bufferView"]]
+    start = view.get("byteOffset", 0)
+    if start + view["byteLength"] > len(binary):
+        raise ValueError("texture image reaches past the end of the BIN chunk")
+    pixels = _decode_image(binary[start:start + view["byteLength"]], f"of image {gltf['textures'][info['index']]['source']}")
+    uv = _accessor(gltf, binary, prim["attributes"][f"TEXCOORD_{info.get('texCoord', 0)}"], {5126}, {2})
+    return uv[faces].astype(np.float32), pixels
 
 
 def _accessor(gltf: dict, binary: bytes, index: int, components: set[int], sizes: set[int]) -> np.ndarray:
@@ -475,35 +606,90 @@ def _accessor(gltf: dict, binary: bytes, index: int, components: set[int], sizes
     return np.ndarray((count, size), dtype, buffer=binary, offset=start, strides=(stride, dtype.itemsize)).copy()
 
 
+def _split_corners(corners: np.ndarray, num_vertices: int, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One glTF vertex per face corner, the mesh's own vertices first and in order: vertex ``v`` keeps its slot with
+    the UV of its first corner, every further corner gets a new slot after them (so welding on reading, in order of
+    first appearance, gives the vertices back in their order).
+
+    Args:
+        corners: (3F,) vertex index of each face corner. uv: (3F, 2) each corner's UV.
+    Returns:
+        source (V + extra,) int64 mesh vertex of each glTF vertex, indices (3F,) int64, vertex UVs (V + extra, 2).
+    """
+    order = np.argsort(corners, kind="stable")
+    first_corner = np.full(num_vertices, -1)
+    is_first = np.zeros(len(corners), bool)
+    starts = order[np.r_[True, corners[order][1:] != corners[order][:-1]]] if len(corners) else order
+    is_first[starts] = True
+    first_corner[corners[starts]] = starts
+    extra = np.flatnonzero(~is_first)
+    indices = corners.copy()
+    indices[extra] = num_vertices + np.arange(len(extra))
+    source = np.concatenate([np.arange(num_vertices), corners[extra]])
+    vertex_uv = np.zeros((len(source), 2), uv.dtype)
+    used = first_corner >= 0
+    vertex_uv[:num_vertices][used] = uv[first_corner[used]]
+    vertex_uv[num_vertices:] = uv[extra]
+    return source, indices, vertex_uv
+
+
 def _write_glb(mesh: Mesh, fh: BinaryIO) -> None:
     """One mesh, one TRIANGLES primitive: POSITION (float VEC3), COLOR_0 (linear float VEC3) when the mesh
-    has colours, uint32 indices; one node in one scene."""
+    has colours, uint32 indices; one node in one scene. A textured mesh is split per face corner and adds
+    TEXCOORD_0, a PNG image in the BIN chunk and a material using it as ``baseColorTexture``; its vertex colours
+    go to ``_VERTEX_COLOR`` instead of COLOR_0 (see the module docstring)."""
     if mesh.num_vertices == 0 or mesh.num_faces == 0:
         raise ValueError("cannot write a mesh without vertices or faces as GLB")
-    positions = np.ascontiguousarray(_numpy(mesh.vertices), dtype="<f4")
-    arrays = [(positions, "VEC3", 34962)]
-    if mesh.vertex_colors is not None:
-        arrays.append((srgb_to_linear(_numpy(mesh.vertex_colors)).astype("<f4"), "VEC3", 34962))
-    arrays.append((_numpy(mesh.faces).astype("<u4").reshape(-1), "SCALAR", 34963))
-    views, accessors, offset = [], [], 0
+    positions, colors, indices = _numpy(mesh.vertices), mesh.vertex_colors, _numpy(mesh.faces).reshape(-1)
+    textured = mesh.texture is not None
+    if textured:  # glTF attributes are per vertex: one vertex per face corner
+        source, indices, corner_uv = _split_corners(indices, mesh.num_vertices, _numpy(mesh.texture.uv).reshape(-1, 2))
+        positions = positions[source]
+        colors = None if colors is None else colors[torch.from_numpy(source)]
+    positions = np.ascontiguousarray(positions, dtype="<f4")
+    arrays: list[tuple[np.ndarray | bytes, str | None, int | None]] = [(positions, "VEC3", 34962)]
+    attributes = {"POSITION": 0}
+    if colors is not None:
+        attributes[_VERTEX_COLOR if textured else "COLOR_0"] = len(arrays)
+        arrays.append((srgb_to_linear(_numpy(colors)).astype("<f4"), "VEC3", 34962))
+    if textured:
+        attributes["TEXCOORD_0"] = len(arrays)
+        arrays.append((corner_uv.astype("<f4"), "VEC2", 34962))
+    arrays.append((indices.astype("<u4"), "SCALAR", 34963))
+    if textured:
+        arrays.append((_png(mesh.texture.image), None, None))
+    views, accessors, chunks, offset = [], [], [], 0
     for i, (array, kind, target) in enumerate(arrays):
-        views.append({"buffer": 0, "byteOffset": offset, "byteLength": array.nbytes, "target": target})
-        accessors.append({"bufferView": i, "componentType": 5126 if array.dtype.kind == "f" else 5125,
-                          "count": len(array), "type": kind})
-        offset += array.nbytes  # float32 / uint32 data keeps every view 4-byte aligned
+        data = array if isinstance(array, bytes) else array.tobytes()
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+            accessors.append({"bufferView": i, "componentType": 5126 if array.dtype.kind == "f" else 5125,
+                              "count": len(array), "type": kind})
+        views.append(view)
+        chunks.append(data + b"\0" * (-len(data) % 4))  # every view starts 4-byte aligned
+        offset += len(chunks[-1])
     accessors[0].update(min=positions.min(0).tolist(), max=positions.max(0).tolist())
-    attributes = {"POSITION": 0, **({"COLOR_0": 1} if mesh.vertex_colors is not None else {})}
+    primitive = {"attributes": attributes, "indices": len(accessors) - 1, "mode": _TRIANGLES}
     gltf = {"asset": {"version": "2.0", "generator": "softras"}, "scene": 0, "scenes": [{"nodes": [0]}],
-            "nodes": [{"mesh": 0}],
-            "meshes": [{"primitives": [{"attributes": attributes, "indices": len(arrays) - 1, "mode": _TRIANGLES}]}],
+            "nodes": [{"mesh": 0}], "meshes": [{"primitives": [primitive]}],
             "buffers": [{"byteLength": offset}], "bufferViews": views, "accessors": accessors}
+    if textured:
+        primitive["material"] = 0
+        gltf.update(
+            images=[{"bufferView": len(views) - 1, "mimeType": "image/png"}],
+            samplers=[{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}],
+            textures=[{"sampler": 0, "source": 0}],
+            materials=[{"name": _MATERIAL, "pbrMetallicRoughness": {
+                "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.8}}],
+        )
     text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 4)
     fh.write(struct.pack("<4sII", _GLB_MAGIC, 2, 12 + 8 + len(text) + 8 + offset))
     fh.write(struct.pack("<II", len(text), _GLB_JSON) + text)
     fh.write(struct.pack("<II", offset, _GLB_BIN))
-    for array, _, _ in arrays:
-        fh.write(array.tobytes())
+    for chunk in chunks:
+        fh.write(chunk)
 
 
 _FORMATS = {".obj": (_read_obj, _write_obj), ".ply": (_read_ply, _write_ply), ".glb": (_read_glb, _write_glb)}

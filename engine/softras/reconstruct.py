@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from softras.camera import Camera
 from softras.intake import IntakeResult
 from softras.mesh import Mesh
 from softras.model import load_weights
@@ -55,11 +56,12 @@ def refine_prediction(
 @dataclass
 class Reconstruction:
     """One reconstructed mesh (object frame, sRGB vertex colours) and, when refined, its silhouette IoU against
-    the input's mask before and after refinement."""
+    the input's mask before and after refinement and the camera (batch 1, the intake's frame) it was refined from."""
 
     mesh: Mesh
     iou_before: float | None = None
     iou_after: float | None = None
+    camera: Camera | None = None
 
 
 class Reconstructor:
@@ -124,4 +126,5 @@ class Reconstructor:
             return Reconstruction(mesh)
         result = refine_prediction(mesh.vertices.to(self.device), mesh.faces.to(self.device), intake.mask.to(self.device),
                                    refine_steps, callback=callback, should_stop=should_stop)
-        return Reconstruction(Mesh(result.vertices.cpu(), mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after)
+        return Reconstruction(Mesh(result.vertices.cpu(), mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after,
+                              result.cameras.to("cpu"))

@@ -4,5 +4,6 @@ from softras.raster.blend import blend_colors, shade, soft_blend, soft_silhouett
 from softras.raster.rasterize import Fragments, rasterize
 from softras.raster.render import render_rgba, render_silhouette
 from softras.raster.settings import RasterSettings
+from softras.raster.zbuffer import ZBuffer, zbuffer
 
-__all__ = ["Fragments", "RasterSettings", "rasterize", "shade", "blend_colors", "soft_blend", "soft_silhouette", "render_rgba", "render_silhouette"]
+__all__ = ["Fragments", "RasterSettings", "rasterize", "shade", "blend_colors", "soft_blend", "soft_silhouette", "render_rgba", "render_silhouette", "ZBuffer", "zbuffer"]
