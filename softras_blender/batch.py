@@ -6,7 +6,7 @@ Run from the repository with Blender, or with the ``bpy`` module in the project'
     python -m softras_blender.batch ARGS
 
 ARGS: ``--input DIR_OR_GLOB... --output DIR [--format blend|glb|obj|ply] [--refine STEPS] [--device auto|cpu|cuda]
-[--weights W] [--overwrite] [--shard I/N] [--preview]``. Blender's own Python needs PyTorch and Pillow: install them
+[--weights W] [--overwrite] [--shard I/N] [--preview] [--texture | --no-texture] [--texture-size PX]``. Blender's own Python needs PyTorch and Pillow: install them
 with the add-on's Install button, or point it at this project's environment, e.g.
 ``PYTHONPATH=.venv/lib/python3.11/site-packages`` (Blender 4.2-4.5 use Python 3.11).
 
@@ -16,6 +16,11 @@ operator does, into a fresh file with a camera and light that render it; ``glb``
 the engine's mesh writer in the engine's Y-up frame (as ``softras reconstruct``). ``--preview`` also renders a
 four-view contact sheet ``<name>_preview.png`` with Cycles. Existing outputs are skipped unless ``--overwrite``, so
 an interrupted run resumes; ``summary.json`` records every image (input, output, status, error, seconds).
+
+``--texture`` (the default) bakes a texture from each picture (:func:`softras.texture.project_texture`, as
+``softras reconstruct``): embedded in ``glb``, a ``.mtl`` and ``.png`` beside an ``obj``, a packed image in a
+``blend`` (which the preview shows); ``ply`` keeps vertex colours only. Where the bake falls back to vertex colours
+the record carries a ``warning``.
 """
 
 from __future__ import annotations
@@ -84,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     ap.add_argument("--shard", metavar="I/N", help="process only the I-th of N deterministic shares of the inputs")
     ap.add_argument("--preview", action="store_true", help="also render <name>_preview.png (Cycles, four views)")
+    ap.add_argument("--texture", action=argparse.BooleanOptionalAction, default=True,
+                    help="bake a texture from each picture (not for ply); bad cases keep the vertex colours")
+    ap.add_argument("--texture-size", type=int, default=1024, metavar="PX", help="texture side in texels")
     return ap
 
 
@@ -97,8 +105,9 @@ def _stage(mesh, name: str):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     target = bpy.context.scene
     render.prepare_scene(PREVIEW_SIZE, samples=16, scene=target)
+    texture = None if mesh.texture is None else (mesh.texture.uv.numpy(), mesh.texture.image.numpy())
     obj = scene.insert_mesh(target, name, y_up_to_z_up(mesh.vertices.numpy()), mesh.faces.numpy(),
-                            mesh.vertex_colors.numpy(), view_layer=target.view_layers[0])
+                            mesh.vertex_colors.numpy(), view_layer=target.view_layers[0], texture=texture)
     render.set_camera(target, *VIEW)
     return obj
 
@@ -143,12 +152,17 @@ def _render_preview(path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from softras.fileio import atomic_write
-    from softras.intake import IntakeSettings, load_image
+    from softras.intake import IntakeSettings, load_image, load_picture
     from softras.meshio import write_mesh
     from softras.reconstruct import Reconstructor
+    from softras.texture import BakeSettings, project_texture
 
     if args.refine < 0:
         raise ValueError(f"--refine must be 0 or more steps, got {args.refine}")
+    if not 8 <= args.texture_size <= 8192:
+        raise ValueError(f"--texture-size must be from 8 to 8192, got {args.texture_size}")
+    bake = BakeSettings(size=args.texture_size)
+    texture = args.texture and args.format != "ply"
     inputs = shard(collect_inputs(args.input), args.shard)
     if not inputs:
         raise ValueError(f"no input images found in {' '.join(args.input)}")
@@ -168,7 +182,15 @@ def run(args: argparse.Namespace) -> int:
             record["status"] = "skipped"
         else:
             try:
-                mesh = reconstructor.reconstruct_intake(load_image(image, settings=intake), refine_steps=args.refine).mesh
+                prepared = load_image(image, settings=intake)
+                result = reconstructor.reconstruct_intake(prepared, refine_steps=args.refine)
+                mesh = result.mesh
+                if texture:
+                    outcome = project_texture(mesh, prepared, load_picture(image), result.camera, bake)
+                    mesh = outcome.mesh
+                    record["texture"] = mesh.texture is not None
+                    if outcome.message:
+                        record["warning"] = outcome.message
                 if args.format == "blend" or args.preview:
                     _stage(mesh, name)
                 if args.format == "blend":

@@ -26,7 +26,7 @@ import numpy as np
 from . import engine
 
 __all__ = [
-    "y_up_to_z_up", "Pixels", "read_pixels", "CameraParams", "camera_params", "render_aspect", "fit_size",
+    "y_up_to_z_up", "z_up_to_y_up", "Pixels", "read_pixels", "CameraParams", "camera_params", "render_aspect", "fit_size",
 ]
 
 _LINEAR_SPACES = ("ACES2065-1", "ACEScg")  # besides every "Linear ..." space
@@ -39,6 +39,14 @@ def y_up_to_z_up(points: np.ndarray) -> np.ndarray:
     if p.shape[-1] != 3:
         raise ValueError(f"points must have shape (..., 3), got {p.shape}")
     return np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
+
+
+def z_up_to_y_up(points: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`y_up_to_z_up`: ``(x, y, z) -> (x, z, -y)``; any (..., 3) array."""
+    p = np.asarray(points)
+    if p.shape[-1] != 3:
+        raise ValueError(f"points must have shape (..., 3), got {p.shape}")
+    return np.stack([p[..., 0], p[..., 2], -p[..., 1]], axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------- images

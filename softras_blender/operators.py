@@ -17,11 +17,13 @@ import bpy
 from . import convert, deps, prefs, runner, scene, work
 from .runner import Runner, Task
 
-__all__ = ["CLASSES", "MASK_PROPERTY", "reconstruct_task", "fit_task", "stop_install"]
+__all__ = ["CLASSES", "MASK_PROPERTY", "IMAGE_PROPERTY", "reconstruct_task", "fit_task", "rebake_task", "stop_install"]
 
 _TIMER_STEP = 0.1  # seconds between progress polls
 MASK_PROPERTY = "softras_mask"
 """Custom property of a camera object naming its mask image (multi-view Fit to Silhouette)."""
+IMAGE_PROPERTY = "softras_image"
+"""Custom property of a reconstruction naming the reference image it came from (Re-bake Texture)."""
 
 
 class _JobOperator:
@@ -98,20 +100,25 @@ def reconstruct_task(context: bpy.types.Context) -> Task:
     if image is None:
         raise ValueError("no reference image: choose one in the SoftRas panel")
     request = work.ReconstructRequest(
-        convert.read_pixels(image), *prefs.engine_settings(context), refine_steps=props.refine_steps
+        convert.read_pixels(image), *prefs.engine_settings(context), refine_steps=props.refine_steps,
+        texture_size=props.texture_size if props.texture else 0,
     )
     name, location, smooth = _object_name(image), tuple(context.scene.cursor.location), props.smooth
-    scene_name = context.scene.name
+    scene_name, image_name = context.scene.name, image.name
 
     def apply(ctx: bpy.types.Context, result: work.ReconstructResult) -> str:
         target = bpy.data.scenes.get(scene_name)
         if target is None:
             raise ValueError(f"scene '{scene_name}' was removed while reconstructing")
         view_layer = ctx.view_layer if ctx.scene == target else target.view_layers[0]
+        texture = None if result.texture is None else (result.texture.uv, result.texture.image)
         obj = scene.insert_mesh(target, name, convert.y_up_to_z_up(result.vertices), result.faces, result.colors,
-                                location, smooth, view_layer)
+                                location, smooth, view_layer, texture)
+        obj[IMAGE_PROPERTY] = image_name
         refined = f", silhouette IoU {result.iou[0]:.3f} -> {result.iou[1]:.3f}" if result.iou else ""
-        return f"Added '{obj.name}' ({len(result.vertices)} vertices{refined})"
+        textured = ", textured" if result.texture is not None else ""
+        fallback = f"; {result.texture_message}" if result.texture_message else ""
+        return f"Added '{obj.name}' ({len(result.vertices)} vertices{refined}{textured}){fallback}"
 
     return Task("Reconstruct", functools.partial(work.reconstruct, request), apply, scene_name)
 
@@ -188,6 +195,48 @@ class SOFTRAS_OT_fit_silhouette(_JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     make_task = staticmethod(fit_task)
+
+
+def rebake_task(context: bpy.types.Context) -> Task:
+    """Bake the texture of a textured reconstruction (the Fit target, else the active object) again from its
+    reference image, for its current vertices (after Fit to Silhouette): the viewpoint is estimated anew and the
+    texture image's pixels are replaced (and packed) in one undo step. A fallback changes nothing."""
+    props = context.scene.softras
+    obj = props.fit_target or context.active_object
+    if obj is None or obj.type != "MESH":
+        raise ValueError("no mesh to re-bake: make a textured SoftRas reconstruction active")
+    texture = bpy.data.images.get(str(obj.get(scene.TEXTURE_PROPERTY, "")))
+    if texture is None:
+        raise ValueError(f"'{obj.name}' has no SoftRas texture to re-bake (reconstruct it with Texture on)")
+    reference = bpy.data.images.get(str(obj.get(IMAGE_PROPERTY, "")))
+    if reference is None:
+        raise ValueError(f"the reference image of '{obj.name}' ({obj.get(IMAGE_PROPERTY)!r}) is no longer in the file")
+    vertices, faces, colors = scene.engine_mesh_arrays(obj)
+    request = work.RebakeRequest(vertices, faces, colors, convert.read_pixels(reference), texture.size[0])
+    object_name, texture_name, reference_name = obj.name, texture.name, reference.name
+
+    def apply(ctx: bpy.types.Context, result: tuple[work.BakedTexture | None, str | None]) -> str:
+        baked, message = result
+        if baked is None:
+            raise ValueError(message)
+        image = bpy.data.images.get(texture_name)
+        if image is None:
+            raise ValueError(f"texture '{texture_name}' was removed while baking")
+        scene.set_texture_pixels(image, baked.image)
+        return f"Re-baked the texture of '{object_name}' from '{reference_name}'"
+
+    return Task("Re-bake Texture", functools.partial(work.rebake, request), apply, context.scene.name)
+
+
+class SOFTRAS_OT_rebake_texture(_JobOperator, bpy.types.Operator):
+    """Bake the texture of a SoftRas reconstruction again from its reference picture, for its current shape (after
+    Fit to Silhouette); the viewpoint is estimated again"""
+
+    bl_idname = "softras.rebake_texture"
+    bl_label = "Re-bake Texture"
+    bl_options = {"REGISTER", "UNDO"}
+
+    make_task = staticmethod(rebake_task)
 
 
 class SOFTRAS_OT_cancel(bpy.types.Operator):
@@ -314,6 +363,7 @@ class SOFTRAS_OT_install_dependencies_cancel(bpy.types.Operator):
 CLASSES = (
     SOFTRAS_OT_reconstruct,
     SOFTRAS_OT_fit_silhouette,
+    SOFTRAS_OT_rebake_texture,
     SOFTRAS_OT_cancel,
     SOFTRAS_OT_install_dependencies,
     SOFTRAS_OT_install_dependencies_cancel,

@@ -31,6 +31,13 @@ class SoftRasSceneProps(bpy.types.PropertyGroup):
         + DEVICE_ITEMS, default="PREFERENCES", description="Where the engine runs",
     )
     smooth: BoolProperty(name="Smooth Shading", default=True, description="Shade the new mesh smooth")
+    texture: BoolProperty(
+        name="Texture", default=True,
+        description="Bake a texture from the full-resolution picture through the estimated viewpoint (hidden parts: "
+                    "the mirror-symmetric side, else the vertex colours); the material can switch back to vertex colours",
+    )
+    texture_size: IntProperty(name="Texture Size", default=1024, min=64, max=8192, soft_max=4096,
+                              description="Side of the baked texture in pixels")
     fit_target: PointerProperty(
         name="Target", type=bpy.types.Object, poll=_is_mesh,
         description="Mesh to fit; empty: the active object",

@@ -14,11 +14,18 @@ import bpy
 import numpy as np
 
 from . import engine
+from .convert import z_up_to_y_up
 
-__all__ = ["COLOR_ATTRIBUTE", "MATERIAL_NAME", "insert_mesh", "color_material", "mesh_world_arrays", "set_world_vertices"]
+__all__ = ["COLOR_ATTRIBUTE", "MATERIAL_NAME", "UV_LAYER", "MIX_NODE", "TEXTURE_PROPERTY", "insert_mesh", "color_material",
+           "texture_material", "set_texture_pixels", "mesh_world_arrays", "set_world_vertices", "engine_mesh_arrays"]
 
 COLOR_ATTRIBUTE = "Color"
 MATERIAL_NAME = "SoftRas Vertex Color"
+UV_LAYER = "UVMap"
+MIX_NODE = "Texture or Vertex Color"
+"""Name of the Mix node of a textured material: Factor 1 shows the texture, 0 the vertex colours."""
+TEXTURE_PROPERTY = "softras_texture"
+"""Custom property of a textured reconstruction: the name of its texture image (for re-baking)."""
 
 
 def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -59,6 +66,55 @@ def color_material() -> bpy.types.Material:
     return material
 
 
+def set_texture_pixels(image: bpy.types.Image, pixels: np.ndarray) -> None:
+    """Write (H, W, 3) uint8 sRGB pixels, row 0 at the top, into a byte image of that size and pack it into the
+    .blend (so the file carries it)."""
+    h, w = pixels.shape[:2]
+    if tuple(image.size) != (w, h):
+        image.scale(w, h)
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = pixels[::-1] / 255.0  # Blender's rows start at the bottom; byte images hold sRGB values
+    image.pixels.foreach_set(rgba.ravel())
+    image.update()
+    image.pack()
+
+
+def texture_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
+    """A new material ``SoftRas Texture <name>``: an Image Texture node sampling ``image`` through ``UV_LAYER`` and a
+    Color Attribute node reading ``COLOR_ATTRIBUTE``, mixed by the node ``MIX_NODE`` (Factor 1: the texture, 0: the
+    vertex colours, the alternative) into a Principled BSDF's Base Color."""
+    material = bpy.data.materials.new(f"SoftRas Texture {name}")
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    uv = nodes.new("ShaderNodeUVMap")
+    uv.uv_map = UV_LAYER
+    uv.location = (-700, 100)
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    texture.interpolation = "Linear"
+    texture.extension = "EXTEND"
+    texture.location = (-500, 100)
+    attribute = nodes.new("ShaderNodeVertexColor")
+    attribute.layer_name = COLOR_ATTRIBUTE
+    attribute.location = (-500, -200)
+    mix = nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.name = mix.label = MIX_NODE
+    mix.inputs["Factor"].default_value = 1.0
+    mix.location = (-200, 0)
+    bsdf = nodes.new("ShaderNodeBsdfPrincipled")
+    bsdf.inputs["Roughness"].default_value = 0.8
+    output = nodes.new("ShaderNodeOutputMaterial")
+    output.location = (300, 0)
+    links.new(uv.outputs["UV"], texture.inputs["Vector"])
+    links.new(attribute.outputs["Color"], mix.inputs["A"])
+    links.new(texture.outputs["Color"], mix.inputs["B"])
+    links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
+    links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
+    return material
+
+
 def insert_mesh(
     scene: bpy.types.Scene,
     name: str,
@@ -68,6 +124,7 @@ def insert_mesh(
     location: Sequence[float] = (0.0, 0.0, 0.0),
     smooth: bool = False,
     view_layer: bpy.types.ViewLayer | None = None,
+    texture: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bpy.types.Object:
     """Add a triangle mesh with per-vertex colours to ``scene`` and return the new object.
 
@@ -82,6 +139,10 @@ def insert_mesh(
         location: object location, world frame (e.g. the 3D cursor).
         smooth: smooth shading (else flat).
         view_layer: if given, the new object is selected and made active there and every other object deselected.
+        texture: (uv (F, 3, 2) float per face corner with v down, image (S, S, 3) uint8 sRGB row 0 at the top), or
+            None: the UVs go to the layer ``UV_LAYER`` (v up, as Blender has it), the image to a packed image
+            ``<name> texture`` used by :func:`texture_material`, which takes the first material slot; the shared
+            vertex-colour material stays in the second slot, and the texture material can mix back to it.
     Raises:
         ValueError: malformed arrays (checked before anything is created).
     """
@@ -89,6 +150,8 @@ def insert_mesh(
     f = np.asarray(faces)
     c = np.asarray(colors_srgb, np.float64)
     _validate(v, f, c)
+    if texture is not None and (np.shape(texture[0]) != (len(f), 3, 2) or np.ndim(texture[1]) != 3):
+        raise ValueError(f"texture must be uv ({len(f)}, 3, 2) and an (S, S, 3) image")
     rgba = np.ones((len(v), 4), np.float32)
     rgba[:, :3] = _srgb_to_linear(c)
 
@@ -108,9 +171,17 @@ def insert_mesh(
         mesh.shade_smooth()
     else:
         mesh.shade_flat()
+    if texture is not None:
+        uv = np.asarray(texture[0], np.float32).reshape(-1, 2) * [1, -1] + [0, 1]
+        mesh.uv_layers.new(name=UV_LAYER).data.foreach_set("uv", uv.astype(np.float32).ravel())
+        image = bpy.data.images.new(f"{name} texture", texture[1].shape[1], texture[1].shape[0], alpha=False)
+        set_texture_pixels(image, np.asarray(texture[1], np.uint8))
+        mesh.materials.append(texture_material(name, image))
     mesh.materials.append(color_material())
 
     obj = bpy.data.objects.new(name, mesh)
+    if texture is not None:
+        obj[TEXTURE_PROPERTY] = image.name
     obj.location = tuple(location)
     collection = view_layer.active_layer_collection.collection if view_layer is not None else scene.collection
     collection.objects.link(obj)
@@ -151,6 +222,28 @@ def mesh_world_arrays(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray, np
     mesh.loop_triangles.foreach_get("vertices", tris)
     world = co.reshape(-1, 3).astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
     return world, tris.reshape(-1, 3).astype(np.int64), matrix
+
+
+def engine_mesh_arrays(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A reconstruction's mesh back in the engine's object frame, for re-baking: ``(vertices (V, 3) float32, Y-up,
+    from the object-space coordinates; faces (F, 3) int64 in polygon order; colours (V, 3) sRGB from
+    ``COLOR_ATTRIBUTE``)``. Raises ValueError when the mesh is not all triangles or has no such attribute."""
+    mesh = obj.data
+    if any(len(p.vertices) != 3 for p in mesh.polygons):
+        raise ValueError(f"'{obj.name}' is no longer all triangles; its texture layout no longer applies")
+    attribute = mesh.color_attributes.get(COLOR_ATTRIBUTE)
+    if attribute is None or attribute.domain != "POINT":
+        raise ValueError(f"'{obj.name}' has no '{COLOR_ATTRIBUTE}' vertex colours (not a SoftRas reconstruction?)")
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    faces = np.empty(len(mesh.polygons) * 3, np.int32)
+    mesh.polygons.foreach_get("vertices", faces)
+    rgba = np.empty(len(mesh.vertices) * 4, np.float32)
+    attribute.data.foreach_get("color", rgba)
+    engine.load()
+    from softras.colorspace import linear_to_srgb
+
+    return z_up_to_y_up(co.reshape(-1, 3)), faces.reshape(-1, 3).astype(np.int64), linear_to_srgb(rgba.reshape(-1, 4)[:, :3]).astype(np.float32)
 
 
 def set_world_vertices(obj: bpy.types.Object, world: np.ndarray, matrix: np.ndarray) -> None:

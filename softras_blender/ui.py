@@ -32,6 +32,10 @@ class SOFTRAS_PT_main(_SidebarPanel, bpy.types.Panel):
         col.prop(props, "refine_steps")
         col.prop(props, "device")
         col.prop(props, "smooth")
+        col.prop(props, "texture")
+        sub = col.column()
+        sub.enabled = props.texture
+        sub.prop(props, "texture_size")
         row = layout.row()
         row.scale_y = 1.4
         row.enabled = not runner.busy()
@@ -62,6 +66,9 @@ class SOFTRAS_PT_fit(_SidebarPanel, bpy.types.Panel):
         row = layout.row()
         row.enabled = not runner.busy()
         row.operator("softras.fit_silhouette", icon="MOD_SHRINKWRAP")
+        row = layout.row()
+        row.enabled = not runner.busy()
+        row.operator("softras.rebake_texture", icon="TEXTURE")
 
 
 def _draw_progress(layout: bpy.types.UILayout, props: bpy.types.PropertyGroup) -> None:

@@ -15,7 +15,8 @@ from . import engine
 from .convert import CameraParams, Pixels, fit_size
 from .jobs import Reporter
 
-__all__ = ["ReconstructRequest", "ReconstructResult", "reconstruct", "FitRequest", "FitResult", "fit", "MASK_SIDE"]
+__all__ = ["ReconstructRequest", "ReconstructResult", "reconstruct", "FitRequest", "FitResult", "fit", "MASK_SIDE",
+           "BakedTexture", "RebakeRequest", "rebake"]
 
 MASK_SIDE = 128
 """Masks are resampled so that their longer side is about this many pixels for fitting."""
@@ -24,23 +25,50 @@ MASK_SIDE = 128
 @dataclass(frozen=True)
 class ReconstructRequest:
     """image: the reference picture; weights: generator weights file or None for the engine default; device:
-    'AUTO', 'CPU' or 'CUDA'; refine_steps: silhouette refinement steps against the picture's own mask (0: none)."""
+    'AUTO', 'CPU' or 'CUDA'; refine_steps: silhouette refinement steps against the picture's own mask (0: none);
+    texture_size: side of the texture baked from the picture (0: no texture)."""
 
     image: Pixels
     weights: str | None
     device: str
     refine_steps: int
+    texture_size: int = 0
+
+
+@dataclass(frozen=True)
+class BakedTexture:
+    """uv (F, 3, 2) float32 per face corner, v down (:class:`softras.mesh.Texture`); image (S, S, 3) uint8 sRGB,
+    row 0 at the top."""
+
+    uv: np.ndarray
+    image: np.ndarray
 
 
 @dataclass(frozen=True)
 class ReconstructResult:
     """vertices (V, 3) float32 engine object frame (Y-up, inside about [-0.5, 0.5]^3); faces (F, 3) int64; colors
-    (V, 3) float32 sRGB in [0, 1]; iou: (before, after) of the refinement, or None without one."""
+    (V, 3) float32 sRGB in [0, 1]; iou: (before, after) of the refinement, or None without one; texture: the baked
+    texture or None; texture_message: why no texture was baked where one was asked for."""
 
     vertices: np.ndarray
     faces: np.ndarray
     colors: np.ndarray
     iou: tuple[float, float] | None
+    texture: BakedTexture | None = None
+    texture_message: str | None = None
+
+
+def _bake(mesh, intake, picture: np.ndarray, camera, size: int, reporter: Reporter) -> tuple[BakedTexture | None, str | None]:
+    """:func:`softras.texture.project_texture` of an engine mesh, as plain arrays (or the reason it fell back)."""
+    from softras.texture import BakeSettings, project_texture
+
+    reporter.progress(0.85, "Baking the texture")
+    outcome = project_texture(mesh, intake, picture, camera, BakeSettings(size=size))
+    reporter.check()
+    texture = outcome.mesh.texture
+    if texture is None:
+        return None, outcome.message
+    return BakedTexture(texture.uv.numpy(), texture.image.numpy()), None
 
 
 def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructResult:
@@ -65,7 +93,40 @@ def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructR
     reporter.check()
     mesh = result.mesh
     iou = None if result.iou_before is None else (result.iou_before, result.iou_after)
-    return ReconstructResult(mesh.vertices.numpy(), mesh.faces.numpy(), mesh.vertex_colors.numpy(), iou)
+    texture, message = None, None
+    if request.texture_size:
+        texture, message = _bake(mesh, intake, request.image.srgb(), result.camera, request.texture_size, reporter)
+    return ReconstructResult(mesh.vertices.numpy(), mesh.faces.numpy(), mesh.vertex_colors.numpy(), iou, texture, message)
+
+
+@dataclass(frozen=True)
+class RebakeRequest:
+    """Bake a reconstruction's texture again after its vertices moved (Fit to Silhouette): vertices (V, 3) and
+    colors (V, 3) sRGB in the engine's object frame, faces (F, 3) int64 in the order the texture's UVs follow,
+    the reference picture and the texture side."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    image: Pixels
+    texture_size: int
+
+
+def rebake(request: RebakeRequest, reporter: Reporter) -> tuple[BakedTexture | None, str | None]:
+    """Intake of the picture, viewpoint estimate for the moved mesh and the bake (or the reason it fell back)."""
+    reporter.progress(0.02, "Loading PyTorch and the engine")
+    engine.load()
+    import torch
+    from softras.intake import prepare_array
+    from softras.mesh import Mesh
+
+    reporter.check()
+    reporter.progress(0.2, "Preparing the image and estimating the viewpoint")
+    picture = request.image.srgb()
+    intake = prepare_array(picture)
+    mesh = Mesh(torch.from_numpy(request.vertices).float(), torch.from_numpy(request.faces),
+                torch.from_numpy(request.colors).float())
+    return _bake(mesh, intake, picture, None, request.texture_size, reporter)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def test_blend_output_and_preview_in_a_separate_process(folder, tmp_path, tiny_w
     out = tmp_path / "blend"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "softras_blender.batch", "--input", str(folder / "red.png"), "--output", str(out),
-           "--format", "blend", "--preview", "--weights", str(tiny_weights)]
+           "--format", "blend", "--preview", "--no-texture", "--weights", str(tiny_weights)]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     preview = np.asarray(Image.open(out / "red_preview.png"))
@@ -107,6 +107,29 @@ def test_blend_output_and_preview_in_a_separate_process(folder, tmp_path, tiny_w
     opened = subprocess.run([sys.executable, "-c", check, str(out / "red.blend")], capture_output=True, text=True, timeout=120)
     assert opened.returncode == 0, opened.stderr[-2000:]
     assert json.loads(opened.stdout.strip().splitlines()[-1]) == [42, "FLOAT_COLOR", "POINT", "SoftRas Vertex Color", True]
+
+
+def test_textured_blend_packs_its_image_and_the_preview_shows_it(folder, tmp_path, tiny_weights):
+    out = tmp_path / "textured"
+    args = ["--input", str(folder / "red.png"), "--output", str(out), "--format", "blend", "--preview",
+            "--texture-size", "64", "--weights", str(tiny_weights)]
+    # the tiny random generator's shapes match their silhouettes poorly: waive the viewpoint check
+    run = ("import sys, softras.texture; softras.texture.MIN_VIEWPOINT_IOU = 0.0; "
+           "from softras_blender.batch import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", run, *args], capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    record = json.loads((out / "summary.json").read_text())[0]
+    assert record["texture"] is True and "warning" not in record
+    preview = np.asarray(Image.open(out / "red_preview.png"))
+    assert (preview[..., 0].astype(int) - preview[..., 1] > 60).sum() > 500  # the red picture on the mesh
+    check = ("import bpy, json, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); o = bpy.data.objects['red']; "
+             "n = next(n for n in o.active_material.node_tree.nodes if n.bl_idname == 'ShaderNodeTexImage'); "
+             "print(json.dumps([n.image.packed_file is not None, list(n.image.size), o['softras_texture'] == n.image.name, "
+             "[s.material.name for s in o.material_slots], len(o.data.uv_layers)]))")
+    opened = subprocess.run([sys.executable, "-c", check, str(out / "red.blend")], capture_output=True, text=True, timeout=120)
+    assert opened.returncode == 0, opened.stderr[-2000:]
+    assert json.loads(opened.stdout.strip().splitlines()[-1]) == [True, [64, 64], True, ["SoftRas Texture red", "SoftRas Vertex Color"], 1]
 
 
 def test_runs_as_a_script_with_blender_style_arguments(folder, tmp_path, tiny_weights):

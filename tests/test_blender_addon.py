@@ -82,7 +82,8 @@ def snapshot() -> dict:
         mesh.vertices.foreach_get("co", co)
         meshes[mesh.name] = co.tolist()
     return {"objects": sorted(o.name for o in bpy.data.objects), "meshes": meshes,
-            "materials": sorted(m.name for m in bpy.data.materials)}
+            "materials": sorted(m.name for m in bpy.data.materials),
+            "images": {i.name: bytes(np.asarray(i.pixels[:], np.float32).tobytes()) for i in bpy.data.images}}
 
 
 # ---------------------------------------------------------------------------------------------- registration
@@ -217,6 +218,7 @@ TIMER, ESC = SimpleNamespace(type="TIMER", value="NOTHING"), SimpleNamespace(typ
 def test_modal_run_inserts_result(addon):
     """The worker thread runs the engine; the modal timer events apply the result on the main thread."""
     addon.softras.image = make_image("blob.png", blob_rgba())
+    addon.softras.texture = False
     probe = ModalProbe()
     probe._start(bpy.context)
     assert runner.busy() and addon.softras.running and probe._runner.timer is not None
@@ -246,6 +248,91 @@ def test_cancelled_run_leaves_scene_unchanged(addon, how):
     assert probe.reports == [("INFO", "Reconstruct cancelled")]
     assert not runner.busy() and not addon.softras.running and addon.softras.status == "Cancelled"
     assert probe._runner.timer is None
+
+
+# ---------------------------------------------------------------------------------------------- textures
+@pytest.fixture
+def textured(addon, monkeypatch):
+    """A reconstruction of a 160 x 128 red blob with a 64 px texture (the tiny random generator's shapes match
+    their silhouettes poorly, so the viewpoint check is waived)."""
+    import softras.texture
+
+    monkeypatch.setattr(softras.texture, "MIN_VIEWPOINT_IOU", 0.0)
+    addon.softras.image = make_image("blob.png", blob_rgba(128, 160))
+    addon.softras.texture_size = 64
+    assert addon.softras.texture  # on by default
+    assert bpy.ops.softras.reconstruct() == {"FINISHED"}
+    return bpy.data.objects["blob"]
+
+
+def _texture_node(obj):
+    return next(n for n in obj.material_slots[0].material.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage")
+
+
+def _pixels(image) -> np.ndarray:
+    return np.asarray(image.pixels[:], np.float32).reshape(image.size[1], image.size[0], 4)
+
+
+def test_reconstruct_with_texture_uses_a_packed_image_texture_and_keeps_vertex_colours(textured, addon):
+    obj = textured
+    assert "textured" in addon.softras.status
+    node = _texture_node(obj)
+    image = node.image
+    assert image is not None and image.packed_file is not None and tuple(image.size) == (64, 64)
+    assert obj[scene_io.TEXTURE_PROPERTY] == image.name and image.colorspace_settings.name == "sRGB"
+    tree = obj.material_slots[0].material.node_tree
+    mix = tree.nodes[scene_io.MIX_NODE]
+    assert mix.inputs["Factor"].default_value == 1.0
+    linked = {(l.from_node.bl_idname, l.to_node.name, l.to_socket.identifier) for l in tree.links}
+    assert ("ShaderNodeTexImage", scene_io.MIX_NODE, "B_Color") in linked
+    assert ("ShaderNodeVertexColor", scene_io.MIX_NODE, "A_Color") in linked
+    assert any(l.from_node == mix and l.to_socket.name == "Base Color" for l in tree.links)
+    assert obj.material_slots[1].material.name == scene_io.MATERIAL_NAME  # the vertex-colour alternative
+    uv = obj.data.uv_layers[scene_io.UV_LAYER]
+    assert len(uv.data) == 240
+    # the picture is red: so are the texels that saw it
+    rgb = _pixels(image)[..., :3]
+    assert float(((rgb[..., 0] > 0.6) & (rgb[..., 1] < 0.35)).mean()) > 0.2
+
+
+def test_reconstruct_without_texture_makes_no_image(addon):
+    addon.softras.image = make_image("blob.png", blob_rgba(128, 160))
+    addon.softras.texture = False
+    assert bpy.ops.softras.reconstruct() == {"FINISHED"}
+    obj = bpy.data.objects["blob"]
+    assert [s.material.name for s in obj.material_slots] == [scene_io.MATERIAL_NAME] and len(obj.data.uv_layers) == 0
+    assert list(bpy.data.images.keys()) == ["blob.png"]
+
+
+def test_reconstruct_of_a_small_picture_falls_back_to_vertex_colours(addon):
+    addon.softras.image = make_image("blob.png", blob_rgba())  # 48 x 40: the object spans < 64 px
+    assert bpy.ops.softras.reconstruct() == {"FINISHED"}
+    assert "picture too small" in addon.softras.status and "textured" not in addon.softras.status
+    assert [s.material.name for s in bpy.data.objects["blob"].material_slots] == [scene_io.MATERIAL_NAME]
+
+
+def test_rebake_after_fitting_replaces_the_texture_pixels(textured, addon):
+    obj = textured
+    image = _texture_node(obj).image
+    before = _pixels(image).copy()
+    image.pixels.foreach_set(np.zeros(64 * 64 * 4, np.float32))
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    obj.data.vertices.foreach_set("co", co * 0.95)  # as Fit to Silhouette would move them
+    assert bpy.ops.softras.rebake_texture() == {"FINISHED"}
+    after = _pixels(image)
+    assert "Re-baked" in addon.softras.status and image.packed_file is not None
+    assert np.abs(after[..., :3] - before[..., :3]).mean() < 0.1 and after[..., :3].max() > 0.5
+
+
+def test_rebake_errors_leave_the_scene_unchanged(addon):
+    addon.softras.image = make_image("blob.png", blob_rgba(128, 160))
+    addon.softras.texture = False
+    assert bpy.ops.softras.reconstruct() == {"FINISHED"}
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="has no SoftRas texture"):
+        bpy.ops.softras.rebake_texture()
+    assert snapshot() == before
 
 
 def _expect_error(match: str) -> None:
@@ -317,7 +404,7 @@ def test_panels_and_preferences_draw(addon, monkeypatch):
     labels, ops = draw(ui.SOFTRAS_PT_main)
     assert ops == ["softras.reconstruct"] and not any("Not installed" in t for t in labels)
     labels, ops = draw(ui.SOFTRAS_PT_fit)
-    assert ops == ["softras.fit_silhouette"] and "No scene camera" in labels
+    assert ops == ["softras.fit_silhouette", "softras.rebake_texture"] and "No scene camera" in labels
     prefs_data = SimpleNamespace(weights_path="", device="AUTO", bl_rna=prefs.SoftRasPreferences.bl_rna)
     labels, ops = draw(prefs.SoftRasPreferences, prefs_data)
     assert ops == [] and "Using the weights shipped with the add-on" in labels
