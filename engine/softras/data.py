@@ -8,6 +8,9 @@ A *views file* (``.npz``) holds renders of a shapes file in the project camera c
 
 Cycles renders come from ``python -m softras_blender.training_views``; :func:`render_views` makes the same file
 with the engine's own rasterizer (no Blender needed: tests, quick experiments, evaluation without Cycles).
+:func:`compact_views` writes a views file whose images are WebP-coded one by one (``webp`` uint8 bytes,
+``webp_offsets`` int64 (N * V + 1,), ``image_shape`` int64 (5,)) instead of ``images``: a quarter of the size at
+quality 90 (alpha lossless), to carry views to a GPU machine; :class:`ViewSet` reads both kinds.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from softras.intake import resize_rgba
 from softras.mesh import Mesh
 from softras.raster import RasterSettings, render_rgba
 
-__all__ = ["Shapes", "ViewSet", "TwoViewBatch", "sample_two_views", "render_views", "split_by_model", "save_views"]
+__all__ = ["Shapes", "ViewSet", "TwoViewBatch", "sample_two_views", "render_views", "split_by_model", "save_views",
+           "compact_views"]
 
 
 @dataclass
@@ -106,6 +110,46 @@ def save_views(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
 
 
+def compact_views(path: str | os.PathLike, out: str | os.PathLike, split: str | None = None, quality: int | None = 90) -> Path:
+    """Write the views file ``path`` (models of ``split``; all when None) to ``out`` with WebP-coded images: colour
+    at ``quality`` (1-100; None: lossless), alpha always lossless. Returns ``out``."""
+    from PIL import Image
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    keep = np.ones(len(arrays["split"]), bool) if split is None else arrays["split"] == split
+    if not keep.any():
+        raise ValueError(f"{path}: no models in split {split!r}")
+    for key in ("images", "model_index", "category", "model_id", "split"):
+        arrays[key] = arrays[key][keep]
+    images = arrays.pop("images")
+    options = {"lossless": True, "exact": True} if quality is None else {"quality": int(quality), "alpha_quality": 100}
+    coded, offsets = [], [0]
+    for image in images.reshape(-1, *images.shape[2:]):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="WEBP", method=4, **options)
+        coded.append(buffer.getvalue())
+        offsets.append(offsets[-1] + len(coded[-1]))
+    arrays.update(webp=np.frombuffer(b"".join(coded), np.uint8), webp_offsets=np.asarray(offsets, np.int64),
+                  image_shape=np.asarray(images.shape, np.int64))
+    return save_views(out, **arrays)
+
+
+def _decode_webp(z, keep: np.ndarray) -> np.ndarray:
+    """uint8 (K, V, S, S, 4) images of the kept models of a :func:`compact_views` file ``z``."""
+    from PIL import Image
+
+    n, v, *shape = (int(x) for x in z["image_shape"])
+    data, offsets = z["webp"], z["webp_offsets"]
+    models = np.nonzero(keep)[0]
+    out = np.empty((len(models), v, *shape), np.uint8)
+    for k, m in enumerate(models):
+        for j in range(v):
+            i = m * v + j
+            out[k, j] = np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes())).convert("RGBA"))
+    return out
+
+
 def _lit_face_colors(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
     """Face colours under a plain light (ambient 0.7 + key light from above-front), two-sided; (F, 3)."""
     tri = vertices[faces]
@@ -151,7 +195,8 @@ class ViewSet:
             keep = np.ones(len(z["split"]), bool) if split is None else z["split"] == split
             if not keep.any():
                 raise ValueError(f"{path}: no models in split {split!r}")
-            self.images = torch.from_numpy(z["images"][keep])  # (N, V, S, S, 4) uint8
+            images = z["images"][keep] if "images" in z.files else _decode_webp(z, keep)
+            self.images = torch.from_numpy(images)  # (N, V, S, S, 4) uint8
             self.elevations = torch.from_numpy(z["elevations"].astype(np.float32))
             self.azimuths = torch.from_numpy(z["azimuths"].astype(np.float32))
             self.model_index = z["model_index"][keep]
