@@ -15,7 +15,9 @@ import os
 import sys
 import time
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,6 +78,9 @@ class TrainConfig:
     fill_jitter: float = 0.0  # the intake's fill times exp(u), u uniform in [-fill_jitter, fill_jitter]
     offset_jitter: float = 0.0  # largest change of the intake's offset, fractions of the input side
     augment: AugmentSettings | None = None  # TOML table [augment]; None: renders as they are
+    # the inputs of upcoming steps are prepared beside training: 0 on one thread (enough beside a CPU step), N > 0
+    # in N processes (a GPU step is faster than the intake on one core)
+    input_workers: int = 0
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     @classmethod
@@ -104,6 +109,8 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 1, steps >= 0, and lr, sigma, gamma positive")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+        if cfg.input_workers < 0:
+            raise ValueError(f"input_workers must be >= 0, got {cfg.input_workers}")
         return cfg
 
     def as_dict(self) -> dict:
@@ -254,18 +261,14 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     history = out_dir / "log.jsonl"
 
-    def batch_of(s: int) -> TwoViewBatch:
-        generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + s) * 4099 + rank)
-        return sample_two_views(train_views, cfg.batch_size // world, generator, cfg.model.image_size, input_views,
-                                cfg.mirror, model_weights, inputs)
-
-    # The next step's batch (intake and augmentation: Pillow and numpy, much of it outside the GIL) is prepared on
-    # a thread while this step trains.
-    prefetch = ThreadPoolExecutor(1)
-    upcoming = prefetch.submit(batch_of, step)
+    sampler = _BatchSampler(train_views, cfg.batch_size // world, cfg.seed, rank, cfg.model.image_size, input_views,
+                            cfg.mirror, model_weights, inputs)
+    # The batches of the next steps (intake and augmentation: Pillow and numpy) are prepared while this step trains.
+    pool, depth = _input_pool(sampler, cfg.input_workers)
+    upcoming: deque[Future] = deque(pool.submit(_sample, s) for s in range(step, step + depth))
     while step < cfg.steps and not _time_is_up(deadline, distributed, device):
-        batch = upcoming.result().to(device)
-        upcoming = prefetch.submit(batch_of, step + 1)
+        batch = upcoming.popleft().result().to(device)
+        upcoming.append(pool.submit(_sample, step + depth))
         losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -286,7 +289,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                     fh.write(json.dumps({"step": step, **values}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
                 _validate_and_export(validated, cfg, step, sessions, log)
-    prefetch.shutdown(cancel_futures=True)
+    _close(pool)
     if rank == 0:
         save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
@@ -296,6 +299,54 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
         dist.barrier()
         dist.destroy_process_group()
     return checkpoint
+
+
+@dataclass(frozen=True)
+class _BatchSampler:
+    """The training batch of step ``s`` (``self(s)``), which depends only on (seed, s, rank)."""
+
+    views: ViewSet
+    batch_size: int
+    seed: int
+    rank: int
+    size: int
+    input_views: torch.Tensor
+    mirror: bool
+    model_weights: torch.Tensor | None
+    inputs: InputSettings
+
+    def __call__(self, s: int) -> TwoViewBatch:
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + s) * 4099 + self.rank)
+        return sample_two_views(self.views, self.batch_size, generator, self.size, self.input_views, self.mirror,
+                                self.model_weights, self.inputs)
+
+
+_SAMPLER: _BatchSampler | None = None
+"""The sampler of this process's training run: input worker processes inherit it when they are forked."""
+
+
+def _sample(s: int) -> TwoViewBatch:
+    return _SAMPLER(s)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _input_pool(sampler: _BatchSampler, workers: int) -> tuple[Executor, int]:
+    """An executor that runs :func:`_sample` and how many steps ahead to keep it busy: one thread, or ``workers``
+    forked processes (each on one torch thread) that inherit ``sampler`` without pickling the views."""
+    global _SAMPLER
+    _SAMPLER = sampler
+    if workers == 0:
+        return ThreadPoolExecutor(1), 1
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread), 2 * workers
+
+
+def _close(pool: Executor) -> None:
+    global _SAMPLER
+    pool.shutdown(cancel_futures=True)
+    _SAMPLER = None
 
 
 def _time_is_up(deadline: float | None, distributed: bool, device: torch.device) -> bool:
