@@ -43,8 +43,13 @@ def _tree_size() -> int:
     return sum(p.stat().st_size for p in map(Path, map(bytes.decode, filter(None, names))) if p.is_file())
 
 
+def _tracked(path: Path) -> bool:
+    return subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], capture_output=True).returncode == 0
+
+
 def prepare(config: Path, job: Path, quality: int, workers: int) -> dict:
-    """Write ``job``/views.npz, init.pt (when the config starts from weights) and train.json; returns the sizes."""
+    """Write ``job``/views.npz, init.pt (when the config starts from weights that git does not track) and
+    train.json; returns the sizes of the job's files and of the tree that travels with them."""
     cfg = TrainConfig.from_toml(config)
     if cfg.extra_views:
         raise ValueError("extra views do not travel: use a config without extra_views")
@@ -52,8 +57,10 @@ def prepare(config: Path, job: Path, quality: int, workers: int) -> dict:
     compact_views(cfg.views, job / "views.npz", split="train", quality=quality)
     init = None
     if cfg.init_weights and Path(cfg.init_weights).is_file():
-        init = job / "init.pt"
-        shutil.copyfile(cfg.init_weights, init)
+        init = Path(cfg.init_weights)
+        if not _tracked(init):  # tracked files travel with the tree anyway
+            init = job / "init.pt"
+            shutil.copyfile(cfg.init_weights, init)
     remote = dataclasses.replace(cfg, views=str(job / "views.npz"), shapes="", out_dir=str(job / "run"), export=None,
                                  export_best=False, init_weights=None if init is None else str(init), validate_every=0,
                                  checkpoint_every=500, device="cuda", input_workers=workers)
