@@ -194,7 +194,7 @@ def test_evaluate_texture_measures_the_textured_re_render_against_the_vertex_col
                       model_index=chosen, category=shapes.category[chosen], model_id=shapes.model_id[chosen],
                       split=np.array(["val", "val"]), distance=np.float32(2.732), fov=np.float32(30.0))
     report = evaluate_texture(Reconstructor(tiny_weights), ViewSet(path, "val"), views_per_model=1, texture_size=128)
-    assert report.pictures == 2 and report.fallbacks == 0 and len(report.viewpoint_iou) == len(report.wrong_viewpoint_iou) == 2
+    assert report.pictures == 2 and report.fallbacks == 0 and len(report.viewpoint_iou) == len(report.wrong_viewpoint_iou) == len(report.viewpoint_error) == 2
     assert 0 <= report.mae_textured < report.mae_vertex and 0 < report.coverage <= 1
     assert "textured" in format_texture_report(report)
 

@@ -51,8 +51,12 @@ MIN_OBJECT_PIXELS = 64
 holds no more detail than the generator's own 64 px input, and vertex colours are kept."""
 MIN_VIEWPOINT_IOU = 0.5
 """Least silhouette IoU (64 px, the mesh from the estimated viewpoint against the intake mask) for the viewpoint to
-be trusted: below it the projection would paint the picture on the wrong parts. ``softras eval --texture --json``
-lists every validation picture's IoU (``viewpoint_iou``); the README's Textures section gives the figures."""
+be trusted: below it the projection would paint the picture on the wrong parts. Measured with ``softras eval
+--texture`` on the 180 validation pictures at elevation 30: the estimates score median 0.78 (5th percentile 0.59,
+least 0.41); the same meshes seen from the estimate turned 90 degrees, a gross failure, score median 0.49, and
+0.5 refuses 56% of those while refusing 4 estimates (2%). It cannot catch a wrong viewpoint that sees a similar
+silhouette: 46 of the 180 estimates are more than 45 degrees off the true camera and score 0.57-0.95 (README,
+Textures)."""
 _MARGIN = 0.06  # gap between a UV triangle and its cell's edges (and the diagonal), as a fraction of the cell
 
 

@@ -63,7 +63,9 @@ class TextureReport:
     that took the picture's colour), the number of pictures, of fallbacks to vertex colours, and their messages;
     ``viewpoint_iou``: each picture's silhouette IoU from the estimated viewpoint (what ``MIN_VIEWPOINT_IOU`` is
     checked against); ``wrong_viewpoint_iou``: the same from that viewpoint turned 90 degrees about the vertical
-    axis, what a failed estimate scores."""
+    axis, what a failed estimate scores; ``viewpoint_error``: the angle in degrees between the estimated and the
+    true viewing directions (the views file's camera; the generator predicts in the frame those cameras use), or
+    the true one mirrored through x = 0 where that is nearer (the two see mirror-symmetric objects alike)."""
 
     mae_textured: float
     mae_vertex: float
@@ -74,6 +76,7 @@ class TextureReport:
     messages: list[str]
     viewpoint_iou: list[float]
     wrong_viewpoint_iou: list[float]
+    viewpoint_error: list[float]
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -95,7 +98,7 @@ def evaluate_texture(reconstructor: Reconstructor, views: ViewSet, views_per_mod
     ``views_per_model`` evenly spaced views per model at ``elevations`` (all when None)."""
     models, vids = _selection(views, views_per_model, elevations)
     settings, intake_settings = BakeSettings(size=texture_size), IntakeSettings(size=reconstructor.image_size)
-    textured, vertex, coverage, shares, messages, ious, wrong = [], [], [], [], [], [], []
+    textured, vertex, coverage, shares, messages, ious, wrong, errors = [], [], [], [], [], [], [], []
     for m, v in zip(models.tolist(), vids.tolist()):
         picture = views.pictures(torch.tensor([m]), torch.tensor([v]))[0]
         intake = prepare_array(picture, settings=intake_settings)
@@ -106,6 +109,10 @@ def evaluate_texture(reconstructor: Reconstructor, views: ViewSet, views_per_mod
             continue
         ious.append(round(outcome.iou, 4))
         wrong.append(round(viewpoint_iou(mesh, _turned(outcome.camera, 90.0), intake.mask), 4))
+        true_eye = views.cameras(torch.tensor([v])).eye[0]
+        candidates = torch.stack([true_eye, true_eye * torch.tensor([-1.0, 1.0, 1.0])])  # and its mirror image
+        cosine = F.cosine_similarity(outcome.camera.eye, candidates, dim=1).max().clamp(-1, 1)
+        errors.append(round(float(torch.rad2deg(torch.acos(cosine))), 2))
         h, w = picture.shape[:2]
         camera = outcome.camera.widened(intake.crop_box, w, h)
         mae_t, covered = _picture_mae(picture, render_hard(outcome.mesh, camera, h, w))
@@ -117,7 +124,7 @@ def evaluate_texture(reconstructor: Reconstructor, views: ViewSet, views_per_mod
         if outcome.message:
             messages.append(outcome.message)
     return TextureReport(float(np.nanmean(textured)), float(np.nanmean(vertex)), float(np.mean(coverage)),
-                         float(np.mean(shares)), len(models), len(messages), messages, ious, wrong)
+                         float(np.mean(shares)), len(models), len(messages), messages, ious, wrong, errors)
 
 
 def _turned(camera: Camera, degrees: float) -> Camera:
