@@ -325,6 +325,20 @@ def test_rebake_after_fitting_replaces_the_texture_pixels(textured, addon):
     assert np.abs(after[..., :3] - before[..., :3]).mean() < 0.1 and after[..., :3].max() > 0.5
 
 
+def test_a_cancelled_textured_run_adds_no_image(addon, monkeypatch):
+    import softras.texture
+
+    monkeypatch.setattr(softras.texture, "MIN_VIEWPOINT_IOU", 0.0)
+    addon.softras.image = make_image("blob.png", blob_rgba(128, 160))
+    addon.softras.texture_size = 64
+    before = snapshot()
+    probe = ModalProbe()
+    probe._start(bpy.context)
+    assert probe._runner.job.join(60)  # the texture is baked; it must still be discarded
+    assert probe.modal(bpy.context, ESC) == {"CANCELLED"}
+    assert snapshot() == before and list(bpy.data.images.keys()) == ["blob.png"]
+
+
 def test_rebake_errors_leave_the_scene_unchanged(addon):
     addon.softras.image = make_image("blob.png", blob_rgba(128, 160))
     addon.softras.texture = False
