@@ -7,18 +7,23 @@ is hundreds of MB per platform); instead the preferences offer an Install button
         --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple \
         torch==2.13.0 Pillow==13.0.0
 
-(the CPU index keeps the download small; ``torch==2.13.0`` also matches ``2.13.0+cpu``, which pip prefers). The
-folder is the extension's user directory (``bpy.utils.extension_path_user``), which survives extension upgrades.
-:func:`activate` appends it to ``sys.path`` (appended, so Blender's own numpy keeps priority) when it exists;
-:func:`deactivate` removes it again. Nothing is installed or imported at add-on import time.
+(the CPU index keeps the download small, :data:`CPU_DOWNLOAD`; ``torch==2.13.0`` also matches ``2.13.0+cpu``, which
+pip prefers). Where :func:`nvidia_driver` finds an NVIDIA driver, the CUDA build can be chosen instead: the same
+command with :data:`TORCH_CUDA_INDEX_URL` (``2.13.0+cu130``, with NVIDIA's CUDA libraries as wheels,
+:data:`CUDA_DOWNLOAD`). The folder is the extension's user directory (``bpy.utils.extension_path_user``), which
+survives extension upgrades. :func:`activate` appends it to ``sys.path`` (appended, so Blender's own numpy keeps
+priority) when it exists; :func:`deactivate` removes it again. Nothing is installed or imported at add-on import
+time.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,17 +32,45 @@ from dataclasses import dataclass
 import bpy
 
 __all__ = [
-    "REQUIREMENTS", "TORCH_INDEX_URL", "missing", "refresh", "target_dir", "activate", "deactivate", "pip_command",
+    "REQUIREMENTS", "TORCH_INDEX_URL", "TORCH_CUDA_INDEX_URL", "CPU_DOWNLOAD", "CUDA_DOWNLOAD", "nvidia_driver",
+    "missing", "refresh", "target_dir", "activate", "deactivate", "pip_command",
     "Installer", "InstallState", "STATE",
 ]
 
 REQUIREMENTS = ("torch==2.13.0", "Pillow==13.0.0")
 """Pinned distributions pip installs (the engine's versions, see requirements.txt)."""
 TORCH_INDEX_URL = "https://download.pytorch.org/whl/cpu"
+"""Wheel index of PyTorch's CPU builds."""
+# The CUDA build must exist for the pinned torch on Linux and Windows: after changing either, check that
+# https://download.pytorch.org/whl/cu130/torch/ lists torch-2.13.0+cu130 wheels for cp311 (Blender 4.2-4.5's Python)
+# on manylinux x86_64 and win_amd64, or run
+# `pip download --no-deps -d /tmp/torch-cuda --index-url https://download.pytorch.org/whl/cu130 torch==2.13.0`;
+# PyTorch's "previous versions" page lists the CUDA variants of each release.
+TORCH_CUDA_INDEX_URL = "https://download.pytorch.org/whl/cu130"
+"""Wheel index of PyTorch's CUDA 13.0 builds (needs an NVIDIA driver that supports CUDA 13.0)."""
+CPU_DOWNLOAD = "about 200 MB"
+"""Download size of the install with the CPU build of PyTorch, as told to users."""
+CUDA_DOWNLOAD = "about 3 GB"
+"""Download size of the install with the CUDA build (PyTorch and NVIDIA's CUDA libraries), as told to users."""
+_LINUX_DRIVER_FILE = "/proc/driver/nvidia/version"  # present while the NVIDIA kernel module is loaded
 _MODULES = {"torch": "PyTorch", "PIL": "Pillow", "numpy": "numpy"}  # import name -> distribution shown to users
 
 _missing: list[str] | None = None
 _activated: str | None = None
+
+
+@functools.cache
+def nvidia_driver() -> bool:
+    """Whether an NVIDIA GPU driver is installed, so that the CUDA build of PyTorch is worth offering. Judged from
+    files only, without importing torch or running anything: on Linux the driver's ``/proc/driver/nvidia/version`` or
+    ``nvidia-smi`` on PATH; on Windows ``nvidia-smi`` on PATH or in System32 (where the driver puts it); never on
+    macOS or other systems (no CUDA builds of PyTorch there). Cached for the session."""
+    if sys.platform.startswith("linux"):
+        return os.path.exists(_LINUX_DRIVER_FILE) or shutil.which("nvidia-smi") is not None
+    if sys.platform == "win32":
+        system32 = os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvidia-smi.exe")
+        return shutil.which("nvidia-smi") is not None or os.path.isfile(system32)
+    return False
 
 
 def missing() -> list[str]:
@@ -84,11 +117,13 @@ def deactivate() -> None:
     refresh()
 
 
-def pip_command(target: str) -> list[str]:
-    """The pip command line that installs :data:`REQUIREMENTS` into ``target`` with Blender's Python."""
+def pip_command(target: str, cuda: bool = False) -> list[str]:
+    """The pip command line that installs :data:`REQUIREMENTS` into ``target`` with Blender's Python: PyTorch's CPU
+    build, or its CUDA build when ``cuda`` (from :data:`TORCH_CUDA_INDEX_URL`; other packages from PyPI)."""
+    index = TORCH_CUDA_INDEX_URL if cuda else TORCH_INDEX_URL
     return [
         sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
-        "--upgrade", "--target", target, "--index-url", TORCH_INDEX_URL, "--extra-index-url", "https://pypi.org/simple",
+        "--upgrade", "--target", target, "--index-url", index, "--extra-index-url", "https://pypi.org/simple",
         *REQUIREMENTS,
     ]
 

@@ -283,10 +283,17 @@ def stop_install(context: bpy.types.Context) -> None:
 
 
 class SOFTRAS_OT_install_dependencies(bpy.types.Operator):
-    """Download PyTorch (CPU build) and Pillow with pip into this add-on's user folder. Needs internet access"""
+    """Download PyTorch (the CPU build, or the CUDA build for NVIDIA GPUs) and Pillow with pip into this add-on's
+    user folder. Needs internet access"""
 
     bl_idname = "softras.install_dependencies"
     bl_label = "Install Dependencies"
+
+    cuda: bpy.props.BoolProperty(
+        name="CUDA Build", default=False, options={"SKIP_SAVE"},
+        description=f"Install PyTorch's CUDA build for NVIDIA GPUs ({deps.CUDA_DOWNLOAD}) instead of its CPU build "
+                    f"({deps.CPU_DOWNLOAD})",
+    )
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -298,7 +305,7 @@ class SOFTRAS_OT_install_dependencies(bpy.types.Operator):
         if not target:
             self.report({"ERROR"}, "cannot create the add-on's user folder for the dependencies")
             return False
-        _installer = deps.Installer(deps.pip_command(target))
+        _installer = deps.Installer(deps.pip_command(target, cuda=self.cuda))
         try:
             _installer.start()
         except OSError as error:

@@ -1,4 +1,5 @@
-"""Add-on preferences: engine device, generator weights file and the dependency status with its Install button."""
+"""Add-on preferences: engine device, generator weights file and the dependency status with its Install button
+(and, where an NVIDIA driver is found, the choice of PyTorch's CPU or CUDA build)."""
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
@@ -6,7 +7,12 @@ from bpy.props import EnumProperty, StringProperty
 from . import deps
 from .props import DEVICE_ITEMS
 
-__all__ = ["SoftRasPreferences", "get", "engine_settings", "draw_dependencies"]
+__all__ = ["TORCH_BUILD_ITEMS", "SoftRasPreferences", "get", "engine_settings", "install_cuda", "draw_dependencies"]
+
+TORCH_BUILD_ITEMS = [
+    ("CPU", "CPU", f"PyTorch for the CPU: runs everywhere, downloads {deps.CPU_DOWNLOAD}"),
+    ("CUDA", "CUDA", f"PyTorch for NVIDIA GPUs with NVIDIA's CUDA libraries: downloads {deps.CUDA_DOWNLOAD}"),
+]
 
 
 class SoftRasPreferences(bpy.types.AddonPreferences):
@@ -17,6 +23,10 @@ class SoftRasPreferences(bpy.types.AddonPreferences):
         name="Weights", subtype="FILE_PATH", default="",
         description="Generator weights file (.pt) from 'softras train'; empty: the weights shipped with the add-on",
     )
+    torch_build: EnumProperty(
+        name="Build", items=TORCH_BUILD_ITEMS, default="CPU",
+        description="Which PyTorch build Install downloads (offered where an NVIDIA driver is found)",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -25,7 +35,7 @@ class SoftRasPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "weights_path")
         if not self.weights_path:
             layout.label(text="Using the weights shipped with the add-on", icon="INFO")
-        draw_dependencies(layout)
+        draw_dependencies(layout, self)
 
 
 def get(context: bpy.types.Context) -> SoftRasPreferences | None:
@@ -45,9 +55,16 @@ def engine_settings(context: bpy.types.Context) -> tuple[str | None, str]:
     return weights, device
 
 
-def draw_dependencies(layout: bpy.types.UILayout) -> None:
-    """Dependency status: nothing when all are importable, else what is missing and the Install button (with the
-    progress of a running install)."""
+def install_cuda(preferences: SoftRasPreferences | None) -> bool:
+    """Whether Install downloads PyTorch's CUDA build: only where an NVIDIA driver is found and the preferences
+    (None: not enabled as an add-on) choose it; else the CPU build."""
+    return preferences is not None and deps.nvidia_driver() and preferences.torch_build == "CUDA"
+
+
+def draw_dependencies(layout: bpy.types.UILayout, preferences: SoftRasPreferences | None) -> None:
+    """Dependency status: nothing when all are importable, else what is missing, the build choice (CPU or CUDA,
+    only where an NVIDIA driver is found), the download size and the Install button (with the progress of a
+    running install)."""
     state = deps.STATE
     missing = deps.missing()
     if not missing and not state.text:
@@ -55,12 +72,16 @@ def draw_dependencies(layout: bpy.types.UILayout) -> None:
     box = layout.box()
     if missing:
         box.label(text=f"Not installed in Blender's Python: {', '.join(missing)}", icon="ERROR")
-        box.label(text="SoftRas needs them to run. Install downloads about 200 MB.")
     if state.running:
         box.progress(text=state.text, factor=state.progress)
         box.operator("softras.install_dependencies_cancel", icon="CANCEL")
-    else:
-        if state.text:
-            box.label(text=state.text, icon="ERROR" if state.failed else "CHECKMARK")
-        if missing:
-            box.operator("softras.install_dependencies", icon="IMPORT")
+        return
+    if state.text:
+        box.label(text=state.text, icon="ERROR" if state.failed else "CHECKMARK")
+    if missing:
+        cuda = install_cuda(preferences)
+        if preferences is not None and deps.nvidia_driver():
+            box.prop(preferences, "torch_build")
+        size = deps.CUDA_DOWNLOAD if cuda else deps.CPU_DOWNLOAD
+        box.label(text=f"SoftRas needs them to run. Install downloads {size}.")
+        box.operator("softras.install_dependencies", icon="IMPORT").cuda = cuda

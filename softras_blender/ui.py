@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import bpy
 
-from . import deps, prefs, runner
+from . import deps, engine, prefs, runner
 
-__all__ = ["CLASSES"]
+__all__ = ["CLASSES", "device_line"]
+
+_device_shown: tuple[str, str] | None = None  # the last device_line, kept while a job runs
 
 
 class _SidebarPanel:
@@ -22,7 +26,7 @@ class SOFTRAS_PT_main(_SidebarPanel, bpy.types.Panel):
         layout = self.layout
         props = context.scene.softras
         if deps.missing():
-            prefs.draw_dependencies(layout)
+            prefs.draw_dependencies(layout, prefs.get(context))
         layout.template_ID(props, "image", new="image.new", open="image.open")
         if props.image is not None:
             layout.template_icon(icon_value=layout.icon(props.image), scale=6.0)
@@ -31,6 +35,8 @@ class SOFTRAS_PT_main(_SidebarPanel, bpy.types.Panel):
         col.use_property_decorate = False
         col.prop(props, "refine_steps")
         col.prop(props, "device")
+        if line := device_line(context):
+            col.label(text=line[0], icon=line[1])
         col.prop(props, "smooth")
         col.prop(props, "texture")
         sub = col.column()
@@ -69,6 +75,32 @@ class SOFTRAS_PT_fit(_SidebarPanel, bpy.types.Panel):
         row = layout.row()
         row.enabled = not runner.busy()
         row.operator("softras.rebake_texture", icon="TEXTURE")
+
+
+def device_line(context: bpy.types.Context) -> tuple[str, str] | None:
+    """(text, icon) naming the device the engine uses with the current settings: 'Device: CPU', 'Device: CUDA'
+    (with the GPU's name, e.g. 'Device: CUDA (NVIDIA GeForce RTX 4090)', once a run has initialised CUDA: reading
+    it earlier would initialise CUDA here), or an error when CUDA is chosen but unavailable. None until the engine
+    is loaded: drawing never imports torch or the engine. While a job runs the line from before it is kept, as
+    :func:`.engine.resolve_device` would wait for a job that is loading the engine or weights."""
+    global _device_shown
+    if runner.busy():
+        return _device_shown
+    torch = sys.modules.get("torch")
+    if torch is None or "softras" not in sys.modules:
+        _device_shown = None
+        return None
+    try:
+        device = engine.resolve_device(prefs.engine_settings(context)[1])
+    except ValueError:
+        _device_shown = ("Device: CUDA, but PyTorch sees no CUDA GPU", "ERROR")
+        return _device_shown
+    if device == "cuda":
+        name = f" ({torch.cuda.get_device_name()})" if torch.cuda.is_initialized() else ""
+        _device_shown = (f"Device: CUDA{name}", "NONE")
+    else:
+        _device_shown = ("Device: CPU", "NONE")
+    return _device_shown
 
 
 def _draw_progress(layout: bpy.types.UILayout, props: bpy.types.PropertyGroup) -> None:

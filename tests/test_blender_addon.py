@@ -116,19 +116,23 @@ bpy.ops.wm.read_factory_settings(use_empty=True)
 softras_blender.register()
 print("torch imported:", sys.modules.get("torch") is not None, "engine imported:", "softras.reconstruct" in sys.modules)
 print("missing:", deps.missing(), "can reconstruct:", bpy.ops.softras.reconstruct.poll())
+from softras_blender import ui
+deps.nvidia_driver()
+print("device line:", ui.device_line(bpy.context), "torch imported:", sys.modules.get("torch") is not None)
 softras_blender.unregister()
 """
 
 
 @pytest.mark.parametrize("hide", [False, True])
 def test_registers_without_torch(hide):
-    """Importing and registering never imports torch or the engine; without torch the operators are disabled and
-    the dependencies reported missing (fresh interpreters)."""
+    """Importing and registering never imports torch or the engine, nor do the driver check and the panel's device
+    line; without torch the operators are disabled and the dependencies reported missing (fresh interpreters)."""
     out = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "hide" if hide else "keep"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "torch imported: False engine imported: False" in lines
+    assert "device line: None torch imported: False" in lines  # drawing the panel imports nothing
     if hide:
         assert "missing: ['PyTorch', 'Pillow'] can reconstruct: False" in lines
     else:
@@ -400,12 +404,18 @@ class RecordingLayout:
         return call
 
 
-def draw(panel_or_prefs, data=None) -> tuple[list[str], list[str]]:
-    """Draw a panel class (or the preferences with ``data``); (label texts, operator ids)."""
+def record(panel_or_prefs, data=None) -> list:
+    """Draw a panel class (or the preferences with ``data``); the recorded layout calls."""
     calls: list = []
     target = data if data is not None else SimpleNamespace()
     target.layout = RecordingLayout(calls)
     panel_or_prefs.draw(target, bpy.context)
+    return calls
+
+
+def draw(panel_or_prefs, data=None) -> tuple[list[str], list[str]]:
+    """Draw a panel class (or the preferences with ``data``); (label texts, operator ids)."""
+    calls = record(panel_or_prefs, data)
     labels = [c[2].get("text", "") for c in calls if len(c) == 3 and c[0] == "label"]
     ops = [c[1][0] for c in calls if len(c) == 3 and c[0] == "operator"]
     return labels, ops
@@ -419,7 +429,8 @@ def test_panels_and_preferences_draw(addon, monkeypatch):
     assert ops == ["softras.reconstruct"] and not any("Not installed" in t for t in labels)
     labels, ops = draw(ui.SOFTRAS_PT_fit)
     assert ops == ["softras.fit_silhouette", "softras.rebake_texture"] and "No scene camera" in labels
-    prefs_data = SimpleNamespace(weights_path="", device="AUTO", bl_rna=prefs.SoftRasPreferences.bl_rna)
+    prefs_data = SimpleNamespace(weights_path="", device="AUTO", torch_build="CPU",
+                                 bl_rna=prefs.SoftRasPreferences.bl_rna)
     labels, ops = draw(prefs.SoftRasPreferences, prefs_data)
     assert ops == [] and "Using the weights shipped with the add-on" in labels
 
@@ -633,7 +644,7 @@ def test_fit_errors_leave_scene_unchanged(addon, tmp_path):
 ])
 def test_install_dependencies_runs_pip_and_reports(addon, tmp_path, monkeypatch, script, ok):
     monkeypatch.setattr(deps, "target_dir", lambda create=False: str(tmp_path))
-    monkeypatch.setattr(deps, "pip_command", lambda target: [sys.executable, "-c", script])
+    monkeypatch.setattr(deps, "pip_command", lambda target, cuda=False: [sys.executable, "-c", script])
     if ok:
         assert bpy.ops.softras.install_dependencies() == {"FINISHED"}
         assert deps.STATE.text == "Dependencies installed" and not deps.STATE.failed and deps.STATE.progress == 1.0
@@ -645,10 +656,159 @@ def test_install_dependencies_runs_pip_and_reports(addon, tmp_path, monkeypatch,
     deps.STATE.text = ""
 
 
-def test_pip_command_pins_cpu_torch(addon):
-    command = deps.pip_command("/some/dir")
+@pytest.mark.parametrize("cuda, index", [(False, "https://download.pytorch.org/whl/cpu"),
+                                         (True, "https://download.pytorch.org/whl/cu130")])
+def test_pip_command_pins_torch_from_the_cpu_or_cuda_index(addon, cuda, index):
+    command = deps.pip_command("/some/dir", cuda=cuda)
     assert command[:4] == [sys.executable, "-m", "pip", "install"]
     assert "torch==2.13.0" in command and command[command.index("--target") + 1] == "/some/dir"
-    assert command[command.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    assert command[command.index("--index-url") + 1] == index
+    assert command[command.index("--extra-index-url") + 1] == "https://pypi.org/simple"
+    assert deps.pip_command("/some/dir") == deps.pip_command("/some/dir", cuda=False)  # CPU unless asked
     assert deps.missing() == []
     assert engine.resolve_device("CPU") == "cpu"
+
+
+def test_install_operator_passes_the_build_to_pip(addon, tmp_path, monkeypatch):
+    asked: list[bool] = []
+
+    def pip_command(target: str, cuda: bool = False) -> list[str]:
+        asked.append(cuda)
+        return [sys.executable, "-c", "print('Successfully installed torch-2.13.0')"]
+
+    monkeypatch.setattr(deps, "target_dir", lambda create=False: str(tmp_path))
+    monkeypatch.setattr(deps, "pip_command", pip_command)
+    assert bpy.ops.softras.install_dependencies() == {"FINISHED"}
+    assert bpy.ops.softras.install_dependencies(cuda=True) == {"FINISHED"}
+    assert asked == [False, True]
+    deps.STATE.text = ""
+
+
+@pytest.fixture
+def driver_check():
+    """deps.nvidia_driver's cache cleared before and after (the test fakes what it looks at)."""
+    deps.nvidia_driver.cache_clear()
+    yield deps.nvidia_driver
+    deps.nvidia_driver.cache_clear()
+
+
+@pytest.mark.parametrize("platform, proc_file, on_path, in_system32, found", [
+    ("linux", True, False, False, True),
+    ("linux", False, True, False, True),
+    ("linux", False, False, True, False),
+    ("win32", False, True, False, True),
+    ("win32", False, False, True, True),
+    ("win32", True, False, False, False),
+    ("darwin", True, True, True, False),  # never on macOS, whatever is there
+])
+def test_nvidia_driver_is_found_from_files(driver_check, tmp_path, monkeypatch, platform, proc_file, on_path,
+                                            in_system32, found):
+    proc = tmp_path / "proc_driver_nvidia_version"
+    if proc_file:
+        proc.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.95.05\n")
+    if in_system32:
+        (tmp_path / "System32").mkdir()
+        (tmp_path / "System32" / "nvidia-smi.exe").write_bytes(b"")
+
+    def which(name: str) -> str | None:
+        return "/usr/bin/nvidia-smi" if on_path and name == "nvidia-smi" else None
+
+    monkeypatch.setattr(deps, "_LINUX_DRIVER_FILE", str(proc))
+    monkeypatch.setenv("SystemRoot", str(tmp_path))
+    monkeypatch.setattr(deps.shutil, "which", which)
+    monkeypatch.setattr(sys, "platform", platform)
+    assert driver_check() is found
+    monkeypatch.setattr(sys, "platform", "darwin" if found else "linux")  # the opposite answer ...
+    monkeypatch.setattr(deps.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    assert driver_check() is found  # ... only once the cache is cleared
+    driver_check.cache_clear()
+    assert driver_check() is not found
+
+
+def install_offer(panel_or_prefs, data=None) -> tuple[list[str], bool, bool]:
+    """What a dependency box offers: (labels, whether the Build choice is drawn, the Install button's ``cuda``)."""
+    calls = record(panel_or_prefs, data)
+    labels = [c[2].get("text", "") for c in calls if len(c) == 3 and c[0] == "label"]
+    build = any(c[0] == "prop" and c[1][1] == "torch_build" for c in calls if len(c) == 3)
+    button = calls.index(("operator", ("softras.install_dependencies",), {"icon": "IMPORT"}))
+    assert calls[button + 1][0] == "cuda"
+    return labels, build, calls[button + 1][1]
+
+
+@pytest.mark.parametrize("driver", [False, True])
+def test_install_offers_the_cuda_build_only_with_an_nvidia_driver(addon, monkeypatch, driver):
+    from softras_blender import prefs, ui
+
+    monkeypatch.setattr(deps, "_missing", ["PyTorch", "Pillow"])
+    monkeypatch.setattr(deps, "nvidia_driver", lambda: driver)
+    prefs_data = SimpleNamespace(weights_path="", device="AUTO", torch_build="CPU",
+                                 bl_rna=prefs.SoftRasPreferences.bl_rna)
+    labels, build, cuda = install_offer(prefs.SoftRasPreferences, prefs_data)
+    assert build is driver and cuda is False  # CPU is the default choice
+    assert "SoftRas needs them to run. Install downloads about 200 MB." in labels
+
+    prefs_data.torch_build = "CUDA"
+    labels, build, cuda = install_offer(prefs.SoftRasPreferences, prefs_data)
+    assert build is driver and cuda is driver  # a CUDA choice left from elsewhere counts only with a driver
+    size = "about 3 GB" if driver else "about 200 MB"
+    assert f"SoftRas needs them to run. Install downloads {size}." in labels
+
+    monkeypatch.setattr(prefs, "get", lambda context: prefs_data)  # the sidebar offers the same
+    labels, build, cuda = install_offer(ui.SOFTRAS_PT_main)
+    assert build is driver and cuda is driver
+    monkeypatch.setattr(prefs, "get", lambda context: None)  # registered without being enabled: CPU only
+    labels, build, cuda = install_offer(ui.SOFTRAS_PT_main)
+    assert not build and cuda is False
+    deps.STATE.text = ""
+
+
+def test_macos_is_never_offered_the_cuda_build(addon, driver_check, tmp_path, monkeypatch):
+    from softras_blender import prefs
+
+    proc = tmp_path / "version"
+    proc.write_text("NVRM version\n")
+    monkeypatch.setattr(deps, "_LINUX_DRIVER_FILE", str(proc))
+    monkeypatch.setattr(deps.shutil, "which", lambda name: "/usr/local/bin/nvidia-smi")
+    monkeypatch.setattr(deps, "_missing", ["PyTorch"])
+    prefs_data = SimpleNamespace(weights_path="", device="AUTO", torch_build="CUDA",
+                                 bl_rna=prefs.SoftRasPreferences.bl_rna)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert install_offer(prefs.SoftRasPreferences, prefs_data)[1:] == (True, True)
+    driver_check.cache_clear()
+    monkeypatch.setattr(sys, "platform", "darwin")
+    labels, build, cuda = install_offer(prefs.SoftRasPreferences, prefs_data)
+    assert not build and cuda is False and "SoftRas needs them to run. Install downloads about 200 MB." in labels
+
+
+def device_labels() -> list[str]:
+    return [t for t in draw(softras_blender.ui.SOFTRAS_PT_main)[0] if t.startswith("Device")]
+
+
+def test_panel_shows_the_device_the_engine_uses(addon, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_labels() == ["Device: CPU"]
+    addon.softras.device = "CUDA"
+    assert device_labels() == ["Device: CUDA, but PyTorch sees no CUDA GPU"]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: pytest.fail("would initialise CUDA"))
+    assert device_labels() == ["Device: CUDA"]
+    addon.softras.device = "PREFERENCES"  # Auto
+    assert device_labels() == ["Device: CUDA"]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA GeForce RTX 4090")
+    assert device_labels() == ["Device: CUDA (NVIDIA GeForce RTX 4090)"]
+    addon.softras.device = "CPU"
+    assert device_labels() == ["Device: CPU"]
+
+    addon.softras.device = "PREFERENCES"
+    monkeypatch.setattr(runner, "busy", lambda: True)  # a job runs: the line from before it stays
+    assert device_labels() == ["Device: CPU"]
+    monkeypatch.setattr(runner, "busy", lambda: False)
+    assert device_labels() == ["Device: CUDA (NVIDIA GeForce RTX 4090)"]
+
+    with monkeypatch.context() as patch:  # engine not loaded yet: no line, and drawing does not load it
+        patch.delitem(sys.modules, "softras")
+        assert device_labels() == []
+        assert "softras" not in sys.modules
