@@ -1,6 +1,7 @@
 """``softras bench --suite pipeline``: the product's end-to-end timings.
 
-- one generator training step (batch 64 objects, two views each, forward + backward + Adam), paper-sized model;
+- one generator training step (batch 64 objects, two views each, forward + backward + Adam), paper-sized model,
+  and the same with the lean encoder (``GeneratorConfig.encoder_reduce = 32``), also as a ratio to the first;
 - the inputs of one training batch: 64 renders of 128x128 perturbed (:mod:`softras.augment`) and taken through the
   intake, as training prepares them (on a thread, beside the step);
 - weights loading, and one reconstruction of a prepared 64x64 image with the weights loaded;
@@ -33,7 +34,7 @@ from softras.inputs import InputSettings, generator_inputs
 from softras.intake import load_image, load_picture
 from softras.losses import FlattenLoss, LaplacianLoss
 from softras.mesh import icosphere
-from softras.model import Generator, save_weights
+from softras.model import Generator, GeneratorConfig, save_weights
 from softras.raster import RasterSettings, render_silhouette
 from softras.reconstruct import Reconstructor
 from softras.refine import RefineSettings, refine
@@ -50,7 +51,8 @@ class PipelineResult:
     target_ms: float | None
     repeats: int
     ratio: float | None = None
-    """median_ms over the generator forward pass's median in the same run (rows that report one)."""
+    """median_ms over a reference row's median in the same run, where the machine's load moves both alike: the
+    paper-sized training step for the lean one, the generator's forward pass for the texture bake."""
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -93,28 +95,36 @@ def _box_mask() -> tuple[torch.Tensor, Camera]:
     return (render_silhouette(box.vertices, box.faces, camera, RasterSettings(64)) > 0.5).float(), camera
 
 
-def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list[PipelineResult]:
-    say = progress or (lambda msg: None)
-    results = []
-    torch.manual_seed(0)
-    model = Generator()
-    cfg = TrainConfig(views="", shapes="")
-    settings = RasterSettings(64, sigma=cfg.sigma, gamma=cfg.gamma)
-    laplacian, flatten = LaplacianLoss(model.faces, 642), FlattenLoss(model.faces)
+def _train_step_ms(model: Generator, batch: TwoViewBatch, cfg: TrainConfig, repeats: int) -> float:
+    """Median time of one training step (forward, backward, Adam) of ``model`` on ``batch``."""
+    settings = RasterSettings(model.cfg.image_size, sigma=cfg.sigma, gamma=cfg.gamma)
+    laplacian, flatten = LaplacianLoss(model.faces, model.shape_decoder.sign.shape[0]), FlattenLoss(model.faces)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    g = torch.Generator().manual_seed(0)
-    images = (torch.rand(128, 4, 64, 64, generator=g) > 0.5).float()
-    batch = TwoViewBatch(images[:64], images[:64], images[64:], Camera.from_angles(azimuth=torch.arange(64) * 15.0),
-                         Camera.from_angles(azimuth=torch.arange(64) * 15.0 + 90), torch.arange(64), torch.zeros(64, dtype=torch.bool))
 
-    def train_step() -> None:
+    def step() -> None:
         losses = training_losses(model, model.faces, batch, settings, laplacian, flatten, cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
 
+    return _median_ms(step, repeats)
+
+
+def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list[PipelineResult]:
+    say = progress or (lambda msg: None)
+    results = []
+    torch.manual_seed(0)
+    cfg = TrainConfig(views="", shapes="")
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(128, 4, 64, 64, generator=g) > 0.5).float()
+    batch = TwoViewBatch(images[:64], images[:64], images[64:], Camera.from_angles(azimuth=torch.arange(64) * 15.0),
+                         Camera.from_angles(azimuth=torch.arange(64) * 15.0 + 90), torch.arange(64), torch.zeros(64, dtype=torch.bool))
+    steps = max(3, repeats // 2)
     say("training step ...")
-    results.append(PipelineResult("train step (batch 64 x 2 views)", _median_ms(train_step, max(3, repeats // 2)), 2000, max(3, repeats // 2)))
+    paper = PipelineResult("train step (batch 64 x 2 views)", _train_step_ms(Generator(), batch, cfg, steps), 2000, steps)
+    lean_ms = _train_step_ms(Generator(GeneratorConfig(encoder_reduce=32)), batch, cfg, steps)
+    results += [paper, PipelineResult("  the same, lean encoder (1x1 conv to 32)", lean_ms, 1000, steps, lean_ms / paper.median_ms)]
+    model = Generator()
 
     pictures = _renders(64, 128)
     settings = InputSettings(0.1, 0.03, AugmentSettings())
@@ -155,7 +165,7 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
 
 
 def format_pipeline(results: list[PipelineResult]) -> str:
-    rows = [f"{'task':<46}{'median ms':>11}{'target ms':>11}{'x forward':>11}", "-" * 79]
+    rows = [f"{'task':<46}{'median ms':>11}{'target ms':>11}{'ratio':>11}", "-" * 79]
     for r in results:
         rows.append(f"{r.name:<46}{r.median_ms:>11.1f}{'-' if r.target_ms is None else f'< {r.target_ms:.0f}':>11}"
                     f"{'-' if r.ratio is None else f'{r.ratio:.1f}':>11}")
