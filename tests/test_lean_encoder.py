@@ -47,3 +47,17 @@ def test_distillation_copies_the_teacher_and_fits_the_new_layers(tiny_data):
         before = Generator(student.cfg).eval()
         error = lambda m: float(((m.encoder.fc[0](m.encoder.conv[n_conv:](features).flatten(1)) - targets) ** 2).mean())
         assert error(student) < 0.2 * error(before)
+
+
+def test_paired_comparison_of_weights(tiny_data, tiny_weights, tmp_path, monkeypatch, capsys):
+    import compare_weights
+
+    shapes, views = tiny_data
+    other = save_weights(Generator(GeneratorConfig(**TINY_MODEL)), tmp_path / "other.pt")
+    for b, same in ((tiny_weights, True), (other, False)):
+        monkeypatch.setattr(sys, "argv", ["compare_weights.py", str(tiny_weights), str(b), "--views", str(views),
+                                          "--data", str(shapes), "--views-per-model", "2", "--bootstrap", "50"])
+        compare_weights.main()
+        text = capsys.readouterr().out
+        assert ("B - A: +0.0000, 95% bootstrap interval over models [+0.0000, +0.0000]" in text) == same, text
+        assert "  ball " in text and "  box " in text
