@@ -31,6 +31,25 @@ def _box(sx: float, sy: float, sz: float) -> tuple[np.ndarray, np.ndarray]:
     return v, f
 
 
+def two_coloured_box() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 0.8 x 0.5 x 0.4 box (symmetric about x = 0 and z = 0, so azimuths a and a + 180 see the same outline),
+    its +z side red and its -z side blue, the rest grey: (vertices (24, 3), faces (12, 3), colours (24, 3))."""
+    half = torch.tensor([0.4, 0.25, 0.2])
+    red, blue, grey = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.6, 0.6, 0.6)
+    vertices, faces, colors = [], [], []
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            u, w = [a for a in range(3) if a != axis]
+            for du, dw in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+                corner = torch.zeros(3)
+                corner[axis], corner[u], corner[w] = sign, du, dw
+                vertices.append(corner * half)
+                colors.append(torch.tensor(red if (axis, sign) == (2, 1.0) else blue if (axis, sign) == (2, -1.0) else grey))
+            k = len(vertices) - 4
+            faces += [[k, k + 1, k + 2], [k, k + 2, k + 3]]
+    return torch.stack(vertices), torch.tensor(faces), torch.stack(colors)
+
+
 def make_shapes_file(path) -> None:
     """Six small coloured shapes in two categories, saved in the shapes-file layout of shared/data."""
     sphere = icosphere(1, 0.5)

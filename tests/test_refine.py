@@ -11,6 +11,8 @@ from softras.raster import RasterSettings, render_silhouette
 from softras.refine import RefineSettings, estimate_viewpoint, refine, refine_to_image
 from softras.voxelize import voxel_iou, voxelize
 
+from conftest import two_coloured_box
+
 BOX_FACES = torch.tensor([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
                           [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
 
@@ -171,3 +173,46 @@ def test_bad_inputs_name_the_argument():
         estimate_viewpoint(v, f, mask[0], elevations=(95.0,))
     with pytest.raises(ValueError, match="camera"):
         refine_to_image(v, f, mask[0], camera=Camera.from_angles(azimuth=torch.tensor([0.0, 90.0])))
+
+
+# ---------------------------------------------------------------------------------------------- front or back
+def picture(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, camera: Camera, size: int = 64) -> torch.Tensor:
+    """A hard render as an intake-like image: (4, size, size) straight sRGB colour (0 outside), alpha."""
+    from softras.mesh import Mesh
+    from softras.texture_eval import render_hard
+
+    return render_hard(Mesh(vertices, faces, colors), camera, size, size, textured=False).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("azimuth, side", [(30.0, -1.0), (210.0, 1.0), (330.0, -1.0)])
+def test_colours_tell_front_from_back_where_the_silhouette_cannot(azimuth, side):
+    v, f, colors = two_coloured_box()
+    image = picture(v, f, colors, Camera.from_angles(elevation=20.0, azimuth=azimuth))
+    mask = image[3]
+    # the outline is the same from the other side: the silhouette alone has two about equally good answers
+    opposite = Camera.from_angles(elevation=20.0, azimuth=azimuth + 180.0)
+    sil = silhouettes(v, f, Camera.cat([Camera.from_angles(elevation=20.0, azimuth=azimuth), opposite]), 64)
+    assert soft_iou(sil[:1], sil[1:]).item() > 0.95  # (perspective makes the nearer side a little larger)
+    camera = estimate_viewpoint(v, f, mask, colors=colors, image=image)
+    eye = camera.eye[0]
+    assert eye[2].item() * side > 0.5, eye  # the side the picture shows faces the camera (blue: -z, red: +z)
+    found_az = math.degrees(math.atan2(eye[0], -eye[2]))
+    assert min(angle_error(found_az, azimuth), angle_error(found_az, -azimuth)) <= 15.0  # it or its mirror image
+    assert soft_iou(silhouettes(v, f, camera, 64), mask[None]).item() > 0.95
+
+
+def test_refine_to_image_uses_the_colours_for_its_viewpoint():
+    v, f, colors = two_coloured_box()
+    image = picture(v, f, colors, Camera.from_angles(elevation=20.0, azimuth=30.0), size=128)  # searched at 64 px
+    result = refine_to_image(v, f, image[3], settings=RefineSettings(steps=2), colors=colors, image=image)
+    assert result.cameras.eye[0, 2].item() < -0.5  # facing the blue side, as the picture does
+
+
+def test_colour_arguments_are_checked():
+    v, f, colors = two_coloured_box()
+    image = picture(v, f, colors, Camera.from_angles(elevation=20.0, azimuth=30.0))
+    for kwargs, word in [(dict(colors=colors), "together"), (dict(image=image), "together"),
+                         (dict(colors=colors[:5], image=image), "colors"), (dict(colors=colors, image=image[:, :32]), "image"),
+                         (dict(colors=colors * float("nan"), image=image), "colors")]:
+        with pytest.raises(ValueError, match=word):
+            estimate_viewpoint(v, f, image[3], **kwargs)
