@@ -10,15 +10,14 @@ ARGS: ``--input DIR_OR_GLOB... --output DIR [--format blend|glb|obj|ply] [--refi
 with the add-on's Install button, or point it at this project's environment, e.g.
 ``PYTHONPATH=.venv/lib/python3.11/site-packages`` (Blender 4.2-4.5 use Python 3.11).
 
-Every image goes through the engine's reconstruction (:meth:`softras.reconstruct.Reconstructor.reconstruct_intake`,
-as the Reconstruct operator). ``blend`` inserts the mesh with :func:`softras_blender.scene.insert_mesh`, as the
+Every image goes through the engine's reconstruction of a picture file
+(:meth:`softras.reconstruct.Reconstructor.reconstruct_file`, as ``softras reconstruct``). ``blend`` inserts the mesh with :func:`softras_blender.scene.insert_mesh`, as the
 operator does, into a fresh file with a camera and light that render it; ``glb``, ``obj`` and ``ply`` are written by
 the engine's mesh writer in the engine's Y-up frame (as ``softras reconstruct``). ``--preview`` also renders a
 four-view contact sheet ``<name>_preview.png`` with Cycles. Existing outputs are skipped unless ``--overwrite``, so
 an interrupted run resumes; ``summary.json`` records every image (input, output, status, error, seconds).
 
-``--texture`` (the default) bakes a texture from each picture (:func:`softras.texture.project_texture`, as
-``softras reconstruct``): embedded in ``glb``, a ``.mtl`` and ``.png`` beside an ``obj``, a packed image in a
+``--texture`` (the default) bakes a texture from each picture (:func:`softras.texture.project_texture`): embedded in ``glb``, a ``.mtl`` and ``.png`` beside an ``obj``, a packed image in a
 ``blend`` (which the preview shows); ``ply`` keeps vertex colours only. Where the bake falls back to vertex colours
 the record carries a ``warning``.
 """
@@ -152,10 +151,9 @@ def _render_preview(path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from softras.fileio import atomic_write
-    from softras.intake import IntakeSettings, load_image, load_picture
     from softras.meshio import write_mesh
     from softras.reconstruct import Reconstructor
-    from softras.texture import BakeSettings, project_texture
+    from softras.texture import BakeSettings
 
     if args.refine < 0:
         raise ValueError(f"--refine must be 0 or more steps, got {args.refine}")
@@ -170,7 +168,6 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     device = ("cuda" if _cuda_available() else "cpu") if args.device == "auto" else args.device
     reconstructor = Reconstructor(args.weights, device=device)
-    intake = IntakeSettings(size=reconstructor.image_size)
     records: list[dict] = []
     start = time.perf_counter()
     for k, (image, name) in enumerate(zip(inputs, output_names(inputs)), 1):
@@ -182,15 +179,12 @@ def run(args: argparse.Namespace) -> int:
             record["status"] = "skipped"
         else:
             try:
-                prepared = load_image(image, settings=intake)
-                result = reconstructor.reconstruct_intake(prepared, refine_steps=args.refine)
-                mesh = result.mesh
+                done = reconstructor.reconstruct_file(image, refine_steps=args.refine, bake=bake if texture else None)
+                mesh = done.reconstruction.mesh
                 if texture:
-                    outcome = project_texture(mesh, prepared, load_picture(image), result.camera, bake)
-                    mesh = outcome.mesh
                     record["texture"] = mesh.texture is not None
-                    if outcome.message:
-                        record["warning"] = outcome.message
+                    if done.texture_message:
+                        record["warning"] = done.texture_message
                 if args.format == "blend" or args.preview:
                     _stage(mesh, name)
                 if args.format == "blend":

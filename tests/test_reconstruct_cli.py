@@ -175,3 +175,22 @@ def test_reconstruct_refuses_a_bad_texture_size(tmp_path, tiny_weights, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["reconstruct", str(blob_png(tmp_path / "a.png")), "-o", str(tmp_path), "--texture-size", "4"])
     assert exit_info.value.code == 2 and "--texture-size" in capsys.readouterr().err
+
+
+def test_reconstruct_file_is_the_intake_the_generator_and_the_bake(tmp_path, tiny_weights):
+    from softras.intake import IntakeSettings, load_image
+    from softras.reconstruct import Reconstructor
+    from softras.texture import BakeSettings
+
+    picture = blob_png(tmp_path / "a.png", size=(240, 180))
+    reconstructor = Reconstructor(tiny_weights)
+    plain = reconstructor.reconstruct_file(picture)
+    expected = reconstructor.reconstruct_intake(load_image(picture, settings=IntakeSettings(size=reconstructor.image_size)))
+    assert plain.texture_message is None and plain.reconstruction.mesh.texture is None
+    assert torch.equal(plain.reconstruction.mesh.vertices, expected.mesh.vertices)
+    textured = reconstructor.reconstruct_file(picture, bake=BakeSettings(size=64))
+    mesh = textured.reconstruction.mesh
+    assert torch.equal(mesh.vertices, expected.mesh.vertices)
+    assert (mesh.texture is not None) == (textured.texture_message is None)
+    with pytest.raises(FileNotFoundError):
+        reconstructor.reconstruct_file(tmp_path / "missing.png")

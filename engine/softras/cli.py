@@ -186,17 +186,15 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from softras.intake import IntakeSettings, load_image, load_picture
     from softras.meshio import write_mesh
     from softras.progress import ProgressLine
     from softras.reconstruct import Reconstructor
-    from softras.texture import BakeSettings, project_texture
+    from softras.texture import BakeSettings
 
     if args.mask and len(args.images) != 1:
         raise ValueError("--mask applies to a single image; give one IMAGE with it")
     out_dir = _writable_dir(Path(args.output))
     reconstructor = Reconstructor(args.weights, device=args.device)
-    intake_settings = IntakeSettings(size=reconstructor.image_size)
     progress = ProgressLine(len(args.images), "images")
     bake = BakeSettings(size=args.texture_size)
     texture = args.texture and args.format != "ply"  # PLY holds no texture
@@ -206,17 +204,14 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         target = out_dir / f"{Path(image).stem}.{args.format}"
         record = {"input": image, "output": str(target), "status": "ok", "error": None}
         try:
-            intake = load_image(image, args.mask, intake_settings)
-            result = reconstructor.reconstruct_intake(intake, refine_steps=args.refine)
-            mesh = result.mesh
+            done = reconstructor.reconstruct_file(image, args.mask, args.refine, bake if texture else None)
+            result = done.reconstruction
             if texture:
-                outcome = project_texture(mesh, intake, load_picture(image), result.camera, bake)
-                mesh = outcome.mesh
-                record["texture"] = mesh.texture is not None
-                if outcome.message:
-                    record["warning"] = outcome.message
-                    print(f"softras reconstruct: {image}: {outcome.message}", file=sys.stderr, flush=True)
-            write_mesh(mesh, target)
+                record["texture"] = result.mesh.texture is not None
+                if done.texture_message:
+                    record["warning"] = done.texture_message
+                    print(f"softras reconstruct: {image}: {done.texture_message}", file=sys.stderr, flush=True)
+            write_mesh(result.mesh, target)
             if result.iou_before is not None:
                 record.update(iou_before=round(result.iou_before, 4), iou_after=round(result.iou_after, 4))
         except (ValueError, OSError) as e:

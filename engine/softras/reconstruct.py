@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,13 @@ from pathlib import Path
 import torch
 
 from softras.camera import Camera
-from softras.intake import IntakeResult
+from softras.intake import IntakeResult, IntakeSettings, load_image, load_picture
 from softras.mesh import Mesh
 from softras.model import load_weights
 from softras.refine import ProgressCallback, RefineResult, RefineSettings, StopCallback, refine_to_image
+from softras.texture import BakeSettings, project_texture
 
-__all__ = ["Reconstructor", "Reconstruction", "default_weights_path", "refine_prediction", "WEIGHTS_FILENAME"]
+__all__ = ["Reconstructor", "Reconstruction", "FileReconstruction", "default_weights_path", "refine_prediction", "WEIGHTS_FILENAME"]
 
 WEIGHTS_FILENAME = "softras_generator.pt"
 PREDICTION_REFINE_LR = 1e-3
@@ -62,6 +64,15 @@ class Reconstruction:
     iou_before: float | None = None
     iou_after: float | None = None
     camera: Camera | None = None
+
+
+@dataclass
+class FileReconstruction:
+    """A picture file's reconstruction: ``reconstruction.mesh`` carries a texture when one was asked for and could
+    be baked; ``texture_message`` says why it fell back to vertex colours (None otherwise)."""
+
+    reconstruction: Reconstruction
+    texture_message: str | None = None
 
 
 class Reconstructor:
@@ -128,3 +139,21 @@ class Reconstructor:
                                    refine_steps, callback=callback, should_stop=should_stop)
         return Reconstruction(Mesh(result.vertices.cpu(), mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after,
                               result.cameras.to("cpu"))
+
+    def reconstruct_file(
+        self,
+        path: str | os.PathLike,
+        mask_path: str | os.PathLike | None = None,
+        refine_steps: int = 0,
+        bake: BakeSettings | None = None,
+    ) -> FileReconstruction:
+        """What ``softras reconstruct`` and the batch tool do with one picture file: the intake
+        (:func:`softras.intake.load_image`, with an optional mask file), :meth:`reconstruct_intake`, and with ``bake``
+        a texture from the full-resolution picture (:func:`softras.texture.project_texture`, through the camera
+        refinement ended with, else an estimated one). Raises what :func:`~softras.intake.load_image` raises."""
+        intake = load_image(path, mask_path, IntakeSettings(size=self.image_size))
+        result = self.reconstruct_intake(intake, refine_steps)
+        if bake is None:
+            return FileReconstruction(result)
+        outcome = project_texture(result.mesh, intake, load_picture(path), result.camera, bake)
+        return FileReconstruction(dataclasses.replace(result, mesh=outcome.mesh), outcome.message)
