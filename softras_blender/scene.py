@@ -44,25 +44,32 @@ def _validate(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> No
         raise ValueError(f"colors must have shape {vertices.shape}, got {colors.shape}")
 
 
+def _shaded_material(name: str) -> tuple[bpy.types.Material, bpy.types.Node, bpy.types.Node]:
+    """A new node material ``name`` holding a Principled BSDF (roughness 0.8) wired to the output and a Color
+    Attribute node reading ``COLOR_ATTRIBUTE`` (not linked yet); returns the material, that node and the BSDF."""
+    material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    attribute = nodes.new("ShaderNodeVertexColor")
+    attribute.layer_name = COLOR_ATTRIBUTE
+    bsdf = nodes.new("ShaderNodeBsdfPrincipled")
+    bsdf.inputs["Roughness"].default_value = 0.8
+    output = nodes.new("ShaderNodeOutputMaterial")
+    output.location = (300, 0)
+    links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
+    return material, attribute, bsdf
+
+
 def color_material() -> bpy.types.Material:
     """The shared material ``MATERIAL_NAME`` (created on first use): a Color Attribute node reading
     ``COLOR_ATTRIBUTE`` into a Principled BSDF's Base Color."""
     material = bpy.data.materials.get(MATERIAL_NAME)
     if material is not None:
         return material
-    material = bpy.data.materials.new(MATERIAL_NAME)
-    material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
-    attribute = nodes.new("ShaderNodeVertexColor")
-    attribute.layer_name = COLOR_ATTRIBUTE
+    material, attribute, bsdf = _shaded_material(MATERIAL_NAME)
     attribute.location = (-300, 0)
-    bsdf = nodes.new("ShaderNodeBsdfPrincipled")
-    bsdf.inputs["Roughness"].default_value = 0.8
-    output = nodes.new("ShaderNodeOutputMaterial")
-    output.location = (300, 0)
-    links.new(attribute.outputs["Color"], bsdf.inputs["Base Color"])
-    links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
+    material.node_tree.links.new(attribute.outputs["Color"], bsdf.inputs["Base Color"])
     return material
 
 
@@ -83,10 +90,8 @@ def texture_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     """A new material ``SoftRas Texture <name>``: an Image Texture node sampling ``image`` through ``UV_LAYER`` and a
     Color Attribute node reading ``COLOR_ATTRIBUTE``, mixed by the node ``MIX_NODE`` (Factor 1: the texture, 0: the
     vertex colours, the alternative) into a Principled BSDF's Base Color."""
-    material = bpy.data.materials.new(f"SoftRas Texture {name}")
-    material.use_nodes = True
+    material, attribute, bsdf = _shaded_material(f"SoftRas Texture {name}")
     nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
     uv = nodes.new("ShaderNodeUVMap")
     uv.uv_map = UV_LAYER
     uv.location = (-700, 100)
@@ -95,23 +100,16 @@ def texture_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     texture.interpolation = "Linear"
     texture.extension = "EXTEND"
     texture.location = (-500, 100)
-    attribute = nodes.new("ShaderNodeVertexColor")
-    attribute.layer_name = COLOR_ATTRIBUTE
     attribute.location = (-500, -200)
     mix = nodes.new("ShaderNodeMix")
     mix.data_type = "RGBA"
     mix.name = mix.label = MIX_NODE
     mix.inputs["Factor"].default_value = 1.0
     mix.location = (-200, 0)
-    bsdf = nodes.new("ShaderNodeBsdfPrincipled")
-    bsdf.inputs["Roughness"].default_value = 0.8
-    output = nodes.new("ShaderNodeOutputMaterial")
-    output.location = (300, 0)
     links.new(uv.outputs["UV"], texture.inputs["Vector"])
     links.new(attribute.outputs["Color"], mix.inputs["A"])
     links.new(texture.outputs["Color"], mix.inputs["B"])
     links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
-    links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
     return material
 
 
