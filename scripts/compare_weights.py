@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from softras.data import Shapes, ViewSet
-from softras.evaluate import _inputs, _selection
+from softras.evaluate import _selection, category_mean, predict_views
 from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 
@@ -24,20 +24,10 @@ from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 def view_ious(weights: str, views: ViewSet, shapes: Shapes, models: torch.Tensor, view_ids: torch.Tensor) -> np.ndarray:
     """Voxel IoU (K,) of each selected view's reconstruction through the intake (0 where the intake refuses)."""
     model, _ = load_weights(weights)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(models), 64):
-            m, v = models[start:start + 64], view_ids[start:start + 64]
-            inputs, ok = _inputs(views, m, v, model.cfg.image_size, "intake")
-            vertices, _ = model(inputs)
-            for k in range(len(m)):
-                truth = unpack_voxels(shapes.voxels_shell[views.model_index[m[k]]])
-                out.append(voxel_iou(voxelize(vertices[k], model.faces), truth) if ok[k] else 0.0)
-    return np.asarray(out)
-
-
-def category_mean(scores: np.ndarray, categories: np.ndarray) -> float:
-    return float(np.mean([scores[categories == c].mean() for c in np.unique(categories)]))
+    vertices, taken = predict_views(model, views, models, view_ids)
+    truths = (unpack_voxels(shapes.voxels_shell[views.model_index[m]]) for m in models.tolist())
+    return np.asarray([voxel_iou(voxelize(v, model.faces), truth) if ok else 0.0
+                       for v, ok, truth in zip(vertices, taken, truths)])
 
 
 def main() -> None:

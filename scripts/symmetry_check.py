@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from softras.data import Shapes, ViewSet
-from softras.evaluate import _inputs, _selection
+from softras.evaluate import _selection, predict_views
 from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 
@@ -37,20 +37,16 @@ def main() -> None:
     shapes, views = Shapes.load(args.data), ViewSet(args.views, "val")
     models, view_ids = _selection(views, args.views_per_model, [args.elevation])
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    with torch.no_grad():
-        for start in range(0, len(models), 64):
-            m, v = models[start:start + 64], view_ids[start:start + 64]
-            inputs, _ = _inputs(views, m, v, model.cfg.image_size, "intake")
-            vertices, _ = model(inputs)
-            for k in range(len(m)):
-                truth = unpack_voxels(shapes.voxels_shell[views.model_index[m[k]]])
-                mirrored = vertices[k] * torch.tensor([-1.0, 1.0, 1.0])
-                pred, pred_mirror = voxelize(vertices[k], model.faces), voxelize(mirrored, model.faces)
-                row = scores[str(views.category[m[k]])]
-                for name, value in zip(COLUMNS, (voxel_iou(pred, truth), voxel_iou(pred | pred_mirror, truth),
-                                                 voxel_iou(pred & pred_mirror, truth), voxel_iou(pred, pred_mirror),
-                                                 voxel_iou(truth, truth.flip(0)), voxel_iou(truth, truth.flip(2)))):
-                    row[name].append(value)
+    vertices, _ = predict_views(model, views, models, view_ids)
+    for k, predicted in enumerate(vertices):
+        truth = unpack_voxels(shapes.voxels_shell[views.model_index[models[k]]])
+        pred = voxelize(predicted, model.faces)
+        pred_mirror = voxelize(predicted * torch.tensor([-1.0, 1.0, 1.0]), model.faces)
+        row = scores[str(views.category[models[k]])]
+        for name, value in zip(COLUMNS, (voxel_iou(pred, truth), voxel_iou(pred | pred_mirror, truth),
+                                         voxel_iou(pred & pred_mirror, truth), voxel_iou(pred, pred_mirror),
+                                         voxel_iou(truth, truth.flip(0)), voxel_iou(truth, truth.flip(2)))):
+            row[name].append(value)
     print("category".ljust(14) + "".join(c.rjust(14) for c in COLUMNS))
     for cat in sorted(scores):
         print(cat.ljust(14) + "".join(f"{np.mean(scores[cat][c]):14.3f}" for c in COLUMNS))

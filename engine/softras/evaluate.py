@@ -31,7 +31,8 @@ from softras.raster import RasterSettings, render_silhouette
 from softras.reconstruct import refine_prediction
 from softras.voxelize import unpack_voxels, voxel_iou, voxel_precision_recall, voxelize
 
-__all__ = ["EvalReport", "evaluate", "format_report", "RobustnessRow", "evaluate_robustness", "format_robustness"]
+__all__ = ["EvalReport", "evaluate", "format_report", "RobustnessRow", "evaluate_robustness", "format_robustness",
+           "predict_views", "category_mean"]
 
 
 @dataclass
@@ -99,6 +100,32 @@ def _predict(model: Generator, inputs: torch.Tensor, refine_steps: int) -> torch
 
 
 @torch.no_grad()
+def predict_views(model: Generator, views: ViewSet, models: torch.Tensor, view_ids: torch.Tensor, path: str = "intake",
+                  perturb: Callable[[np.ndarray], np.ndarray] | None = None,
+                  batch_size: int = 64) -> tuple[torch.Tensor, list[bool]]:
+    """Vertices (K, V, 3) float32 on the CPU, object frame, of the meshes ``model`` predicts from the views
+    (``models[k]``, ``view_ids[k]``) taken by ``path`` ('intake' or 'direct'; each picture first changed by
+    ``perturb`` when given), and whether the intake took each picture (False: its prediction came from an empty
+    input and is not to be scored)."""
+    device = next(model.parameters()).device
+    vertices, taken = [], []
+    for start in range(0, len(models), batch_size):
+        m, v = models[start : start + batch_size], view_ids[start : start + batch_size]
+        inputs, ok = _inputs(views, m, v, model.cfg.image_size, path, perturb)
+        vertices.append(_predict(model, inputs.to(device), 0).cpu())
+        taken += ok
+    return torch.cat(vertices), taken
+
+
+def category_mean(scores: list[float] | np.ndarray, categories: list[str] | np.ndarray) -> float:
+    """The mean over categories of each category's mean score (the paper's protocol), scores and categories (K,)."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for c, score in zip(categories, scores):
+        per[str(c)].append(float(score))
+    return float(np.mean([np.mean(v) for v in per.values()]))
+
+
+@torch.no_grad()
 def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: int = 4, batch_size: int = 64,
              elevations: list[float] | None = None, refine_steps: int = 0, path: str = "intake") -> EvalReport:
     """Reconstruct every model of ``views`` from ``views_per_model`` evenly spaced views and score it.
@@ -160,37 +187,24 @@ def evaluate_robustness(model: Generator, views: ViewSet, shapes: Shapes, views_
                         perturbations: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> list[RobustnessRow]:
     """Voxel IoU of the clean views through the intake, of the direct path (diagnostic), and of the views
     perturbed by each of ``perturbations`` (default :data:`softras.augment.PERTURBATIONS`) through the intake."""
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    size = model.cfg.image_size
     models, vids = _selection(views, views_per_model, elevations)
     targets = [unpack_voxels(shapes.voxels_shell[views.model_index[int(m)]]) for m in models]
     categories = [str(views.category[int(m)]) for m in models]
 
     def predictions(path: str, perturb: Callable[[np.ndarray], np.ndarray] | None) -> list[torch.Tensor | None]:
-        out: list[torch.Tensor | None] = []
-        for start in range(0, len(models), batch_size):
-            m, v = models[start : start + batch_size], vids[start : start + batch_size]
-            inputs, ok = _inputs(views, m, v, size, path, perturb)
-            vertices = _predict(model, inputs.to(device), 0).cpu()
-            out += [voxelize(x, model.faces.cpu()) if good else None for x, good in zip(vertices, ok)]
-        return out
-
-    def category_mean(scores: list[float]) -> float:
-        per = defaultdict(list)
-        for c, s in zip(categories, scores):
-            per[c].append(s)
-        return float(np.mean([np.mean(v) for v in per.values()]))
+        vertices, taken = predict_views(model, views, models, vids, path, perturb, batch_size)
+        return [voxelize(x, model.faces.cpu()) if good else None for x, good in zip(vertices, taken)]
 
     clean = predictions("intake", None)
-    clean_iou = category_mean([voxel_iou(p, t) if p is not None else 0.0 for p, t in zip(clean, targets)])
+    clean_iou = category_mean([voxel_iou(p, t) if p is not None else 0.0 for p, t in zip(clean, targets)], categories)
     cases = {"clean": ("intake", None), "direct (diagnostic)": ("direct", None)}
     cases.update({name: ("intake", f) for name, f in (PERTURBATIONS if perturbations is None else perturbations).items()})
     rows = []
     for name, (path, perturb) in cases.items():
         predicted = clean if name == "clean" else predictions(path, perturb)
-        iou = category_mean([voxel_iou(p, t) if p is not None else 0.0 for p, t in zip(predicted, targets)])
+        iou = category_mean([voxel_iou(p, t) if p is not None else 0.0 for p, t in zip(predicted, targets)], categories)
         agreement = float(np.mean([voxel_iou(p, c) if p is not None and c is not None else 0.0
                                    for p, c in zip(predicted, clean)]))
         rows.append(RobustnessRow(name, iou, iou - clean_iou, agreement, sum(p is None for p in predicted)))
