@@ -139,7 +139,7 @@ def _decode_webp(z, keep: np.ndarray) -> np.ndarray:
     """uint8 (K, V, S, S, 4) images of the kept models of a :func:`compact_views` file ``z``."""
     from PIL import Image
 
-    n, v, *shape = (int(x) for x in z["image_shape"])
+    _, v, *shape = (int(x) for x in z["image_shape"])
     data, offsets = z["webp"], z["webp_offsets"]
     models = np.nonzero(keep)[0]
     out = np.empty((len(models), v, *shape), np.uint8)
