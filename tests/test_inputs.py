@@ -207,3 +207,20 @@ def test_model_card_reports_the_intake_and_robustness_figures(tiny_data, tmp_pat
     assert "each through the intake, as a user's picture" in text
     assert f"**{result['intake']['mean_voxel_iou']:.4f}**" in text and "| JPEG 50 on white |" in text
     assert "## Architecture" in text and "3 convolutions 5x5 stride 2 (8, 16, 32 channels" in text and "42-vertex icosphere" in text
+
+
+def test_background_mask_agreement_script(tiny_data):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import background_masks
+    from softras.intake import prepare_array
+
+    _, views_path = tiny_data
+    pictures = list(ViewSet(views_path, None).pictures(torch.arange(6), torch.zeros(6, dtype=torch.long)))
+    clean = [prepare_array(p) for p in pictures]
+    same = background_masks.agreement(clean, pictures, IntakeSettings(size=64))
+    assert same == {"iou": 1.0, "iou_p10": 1.0, "precision": 1.0, "recall": 1.0, "box_move_px": 0.0}
+    white = background_masks.agreement(clean, [augment.on_background(p) for p in pictures], IntakeSettings(size=64))
+    assert 0.5 < white["iou"] <= 1.0 and white["box_move_px"] >= 0.0
