@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,44 @@ def test_mask_errors(tmp_path: Path, files: dict[str, Path]) -> None:
         load_image(files["rgb.png"], mask("small.png", (10, 10), 255))
     with pytest.raises(ValueError, match=f"mask size {H}x{W} differs from image size {W}x{H}"):
         load_image(files["exif6.jpg"], mask("stored_orientation.png", (H, W), 255))  # image is 240x320 as stored
+
+
+def white_table(rng: np.random.Generator | None = None) -> np.ndarray:
+    """A white table top (4% darker than the white backdrop, faint) on two grey legs (clearly different), 160 x 120,
+    as uint8 RGB: the top's box is (30, 30)-(130, 50), the legs run down to y = 100. ``rng`` adds sensor noise and
+    JPEG."""
+    x = np.ones((120, 160, 3), np.float32)
+    x[30:50, 30:130] = 0.96
+    x[50:100, 34:44] = x[50:100, 116:126] = 0.5
+    if rng is not None:
+        x += rng.normal(0, 0.01, x.shape)
+    picture = np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
+    if rng is not None:
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="JPEG", quality=60)
+        picture = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return picture
+
+
+def test_faint_parts_of_a_light_object_join_it() -> None:
+    """A white table top on a white backdrop belongs to the object through its grey legs (hysteresis), also under
+    noise and JPEG: the crop box spans the top's width (100 px, where the legs alone span 92)."""
+    side = 100 / IntakeSettings.fill
+    for picture in (white_table(), white_table(np.random.default_rng(0))):
+        result = prepare_array(picture)
+        assert result.foreground_source == "border"
+        assert result.crop_box[2] - result.crop_box[0] == pytest.approx(side, abs=3)
+        rows = (result.mask > 0.5).float().mean(1)
+        assert float(rows.max()) > 0.7  # a row across the whole table top
+
+
+def test_uneven_lighting_is_not_foreground() -> None:
+    """A grey post under a broad patch of light on a white backdrop (4% brighter than the rest, far larger than
+    the post): the patch is not grown into the object."""
+    x = np.full((120, 160, 3), 0.96, np.float32)
+    yy, xx = np.mgrid[:120, :160]
+    x[np.hypot(xx - 80, yy - 60) < 55] = 1.0
+    x[40:90, 75:85] = 0.5
+    result = prepare_array(np.rint(x * 255).astype(np.uint8))
+    side = 50 / IntakeSettings.fill
+    assert result.crop_box[3] - result.crop_box[1] == pytest.approx(side, abs=2)

@@ -7,7 +7,8 @@ longer side ``fill`` of the frame. :func:`load_image`, :func:`prepare_image` and
 picture into that form:
 
 1. Foreground, in this order: a user mask if one is given (it overrides the image's own alpha), else the
-   image's alpha channel if it is not fully opaque, else a plain background estimated from a border strip.
+   image's alpha channel if it is not fully opaque, else the difference from a plain background estimated from
+   a border strip (clearly different pixels, and faint ones connected to them: a white object on white).
 2. Crop: the foreground's bounding box, made square around its centre (outside the image: transparent),
    scaled so that its longer side is ``fill * size`` and placed like the training renders.
 3. Resampling with antialiasing on premultiplied colour, un-premultiplied at the end (no dark or white fringes).
@@ -23,7 +24,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -57,7 +58,20 @@ class IntakeSettings:
     border: float = 0.03
     """Width of the border strip that samples the background, as a fraction of the shorter side (>= 2 px)."""
     background_tolerance: float = 0.1
-    """Least RGB distance (Euclidean, sRGB in [0, 1]) from the background colour that counts as foreground."""
+    """Least RGB distance (Euclidean, sRGB in [0, 1]) from the background colour that counts as foreground on its
+    own."""
+    weak_tolerance: float = 0.012
+    """Least luminance difference from the background (sRGB in [0, 1], after a 3 x 3 median) of pixels that count
+    as foreground because they connect to pixels beyond ``background_tolerance``: the faint parts of a light object
+    on a light backdrop (hysteresis). On a noisy background it is raised to ``noise_factor`` times the border
+    strip's noise, never above ``background_tolerance``."""
+    noise_factor: float = 3.0
+    """How far above the border strip's noise (the 90th percentile of its median-filtered luminance difference)
+    faint foreground must lie."""
+    max_growth: float = 6.0
+    """Largest area of the foreground with its faint parts as a multiple of the clearly different pixels' area;
+    beyond it the faint pixels are taken for uneven lighting of the backdrop and dropped (at most 2.7 on the
+    validation renders on white)."""
     border_outliers: float = 0.3
     """Largest fraction of border-strip pixels that may differ from the background colour (object touching the
     edge); above it the background is not plain enough to estimate."""
@@ -236,7 +250,7 @@ def _prepare(
     width, height = full
     _check_size(width, height, name)
     rgba = _to_rgba8(image)
-    background = None
+    backdrop = None
     if mask is not None:
         if mask.size != full:
             raise ValueError(f"mask size {mask.width}x{mask.height} differs from image size {width}x{height}")
@@ -247,7 +261,7 @@ def _prepare(
     elif rgba.getextrema()[3][0] < 255:
         foreground, source, empty = rgba.getchannel("A"), "alpha", "the alpha channel is fully transparent"
     else:
-        foreground, background = _border_foreground(rgba, None, settings, name)
+        foreground, backdrop = _border_foreground(rgba, None, settings, name)
         source, empty = "border", "the image looks uniform"
     frame = (0, 0, width, height)  # the part of the original that `foreground` covers
     crop_box = _crop_box(foreground, frame, settings, empty, name)
@@ -257,10 +271,10 @@ def _prepare(
     if reopen is not None and rgba.width < min(width, work * width / n):
         rgba = _to_rgba8(reopen(min(max(full), work * max(full) / n)))
     r = rgba.width / width
-    if background is not None and foreground.width * n < work * width:
+    if backdrop is not None and foreground.width * n < work * width:
         # The object is small in a large picture: find it again, finer, on the crop region.
         frame = (max(0, crop_box[0]), max(0, crop_box[1]), min(width, crop_box[2]), min(height, crop_box[3]))
-        foreground = _border_foreground(rgba.crop(tuple(round(v * r) for v in frame)), background, settings, name)[0]
+        foreground = _border_foreground(rgba.crop(tuple(round(v * r) for v in frame)), backdrop, settings, name)[0]
         crop_box = _crop_box(foreground, frame, settings, empty, name)
     if source != "alpha":  # put the foreground into the alpha channel at the working resolution
         box = tuple(round(v * r) for v in frame)
@@ -288,31 +302,56 @@ def resize_rgba(rgba: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([rgb, alpha], 1)
 
 
+class _Backdrop(NamedTuple):
+    """A plain background estimated from a picture's border: its colour (3,) sRGB in [0, 1] and the least distance
+    from it of faint foreground pixels (see ``IntakeSettings.weak_tolerance``)."""
+
+    color: np.ndarray
+    weak_tolerance: float
+
+
 def _border_foreground(
-    rgba: Image.Image, background: np.ndarray | None, settings: IntakeSettings, name: str
-) -> tuple[Image.Image, np.ndarray]:
+    rgba: Image.Image, backdrop: _Backdrop | None, settings: IntakeSettings, name: str
+) -> tuple[Image.Image, _Backdrop]:
     """Foreground of an opaque picture on a plain background: an 'L' image (0 or 255) at most
-    ``settings.analysis_size`` pixels long, and the background colour (3,) sRGB in [0, 1]: ``background`` if
-    given, else the median of a border strip (which must be mostly that colour)."""
+    ``settings.analysis_size`` pixels long, and the backdrop: ``backdrop`` if given, else estimated from a border
+    strip (which must be mostly one colour)."""
     w, h = rgba.size
     k = min(1.0, settings.analysis_size / max(w, h))
     small = rgba.convert("RGB")
     if k < 1:
         small = small.resize((max(2, round(w * k)), max(2, round(h * k))), Image.Resampling.BOX)
     x = np.asarray(small, dtype=np.float32) / 255  # (h, w, 3) sRGB
-    if background is None:
-        b = max(2, round(settings.border * min(x.shape[:2])))
-        strip = np.concatenate([x[:b], x[-b:], x[:, :b].swapaxes(0, 1), x[:, -b:].swapaxes(0, 1)], 1).reshape(-1, 3)
-        background = np.median(strip, axis=0)
-        outliers = float(np.mean(np.linalg.norm(strip - background, axis=1) > settings.background_tolerance))
+    b = max(2, round(settings.border * min(x.shape[:2])))
+
+    def border(a: np.ndarray) -> np.ndarray:
+        """The border strip of an (h, w, ...) array: (n, ...)."""
+        return np.concatenate([a[:b], a[-b:], a[:, :b].swapaxes(0, 1), a[:, -b:].swapaxes(0, 1)], 1).reshape(-1, *a.shape[2:])
+
+    color = np.median(border(x), axis=0) if backdrop is None else backdrop.color
+    distance = np.linalg.norm(x - color, axis=2)
+    strong = distance > settings.background_tolerance
+    # Hysteresis: faint pixels join the foreground where they connect to clearly different ones. They are tested
+    # on luminance (JPEG and WebP keep it at full resolution, but halve the colour's) after a 3 x 3 median (no
+    # JPEG ringing, less noise), and eroded by a pixel (no halo of colour bleeding around saturated edges).
+    luma = np.abs((x - color) @ np.asarray([0.299, 0.587, 0.114], np.float32))
+    smooth = np.asarray(Image.fromarray(luma).filter(ImageFilter.MedianFilter(3)))
+    if backdrop is None:
+        outliers = float(np.mean(border(strong)))
         if outliers > settings.border_outliers:
             raise ValueError(
                 f"cannot estimate a plain background for {name}: {outliers:.0%} of the border differs from its "
                 "median colour; give a mask or an image with transparency"
             )
-    fg = np.linalg.norm(x - background, axis=2) > settings.background_tolerance
-    if not fg.any():
+        noise = settings.noise_factor * float(np.percentile(border(smooth), 90))
+        backdrop = _Backdrop(color, min(settings.background_tolerance, max(settings.weak_tolerance, noise)))
+    if not strong.any():
         raise ValueError(f"no foreground found in {name}: the image looks uniform")
+    weak = np.asarray(Image.fromarray(smooth > backdrop.weak_tolerance).convert("L").filter(ImageFilter.MinFilter(3))) > 127
+    labels = _label(strong | weak)
+    fg = np.isin(labels, np.unique(labels[strong]))
+    if fg.sum() > settings.max_growth * strong.sum():  # uneven lighting of the backdrop, not faint parts
+        fg, backdrop = strong, backdrop._replace(weak_tolerance=settings.background_tolerance)
     closed = Image.fromarray(fg).convert("L").filter(ImageFilter.MaxFilter(3)).filter(ImageFilter.MinFilter(3))
     fg = np.asarray(closed) > 127
     labels = _label(fg)  # drop specks
@@ -322,7 +361,7 @@ def _border_foreground(
     ids, counts = np.unique(labels[~fg], return_counts=True)
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     holes = ids[(counts < settings.max_hole * fg.sum()) & ~np.isin(ids, edge)]
-    return Image.fromarray((fg | np.isin(labels, holes)).astype(np.uint8) * 255), background
+    return Image.fromarray((fg | np.isin(labels, holes)).astype(np.uint8) * 255), backdrop
 
 
 def _label(m: np.ndarray) -> np.ndarray:
