@@ -74,7 +74,7 @@ def evaluation(result: dict, command: str) -> list[str]:
     return lines
 
 
-def _architecture(model: Generator) -> list[str]:
+def _architecture(model: Generator, meta: dict) -> list[str]:
     cfg = model.cfg
     side = cfg.image_size // 2 ** len(cfg.conv_channels)
     width = cfg.encoder_reduce or cfg.conv_channels[-1]
@@ -90,9 +90,25 @@ def _architecture(model: Generator) -> list[str]:
         f"{', '.join(map(str, cfg.decoder_fc))}, then a centroid and per-vertex offsets of the "
         f"{model.shape_decoder.sign.shape[0]}-vertex icosphere (level {cfg.template_level}, {model.faces.shape[0]} faces). "
         f"Colour decoder ({count(model.color_decoder):.1f} M): a palette of {cfg.palette_size} colours sampled from "
-        f"the input and a per-vertex mixture of it.",
+        f"the input and a per-vertex mixture of it." + _viewpoint_head(model, meta),
         "",
     ]
+
+
+def _viewpoint_head(model: Generator, meta: dict) -> str:
+    """The architecture sentence of the viewpoint head with its validation figures, or '' without one."""
+    if model.viewpoint is None:
+        return ""
+    cfg = model.cfg
+    params = sum(p.numel() for p in model.viewpoint.parameters()) / 1e6
+    text = (f" Viewpoint head ({params:.2f} M): fully connected {cfg.viewpoint_hidden}, then {cfg.viewpoint_bins} azimuth "
+            f"bins of {360 / cfg.viewpoint_bins:g} degrees, trained on the frozen encoder's codes "
+            f"(`scripts/train_viewpoint_head.py`); the viewpoint estimates of textures and refinement weigh it")
+    r = meta.get("viewpoint_head", {}).get("validation_elevation_30")
+    if r:
+        text += (f" (alone, on the validation views at elevation 30: the right bin {r['top1']:.0%}, within 45 degrees "
+                 f"{r['within_45']:.0%}, more than 135 degrees off {r['over_135']:.0%})")
+    return text + "."
 
 
 def card(path: Path, eval_result: dict | None = None, eval_command: str = "") -> str:
@@ -116,7 +132,7 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         f"| torch | {meta.get('torch', '?')} |",
         "| load | `softras.model.load_weights(path)` (uses `torch.load(..., weights_only=True)`) |",
         "",
-        *_architecture(model),
+        *_architecture(model, meta),
         "## Data",
         "",
         "Views rendered with Cycles by `python -m softras_blender.training_views` from "

@@ -12,18 +12,22 @@ import functools
 import os
 import time
 
+import numpy as np
+
 import bpy
 
 from . import convert, deps, prefs, runner, scene, work
 from .runner import Runner, Task
 
-__all__ = ["CLASSES", "MASK_PROPERTY", "IMAGE_PROPERTY", "reconstruct_task", "fit_task", "rebake_task", "stop_install"]
+__all__ = ["CLASSES", "MASK_PROPERTY", "IMAGE_PROPERTY", "PRIOR_PROPERTY", "reconstruct_task", "fit_task", "rebake_task", "stop_install"]
 
 _TIMER_STEP = 0.1  # seconds between progress polls
 MASK_PROPERTY = "softras_mask"
 """Custom property of a camera object naming its mask image (multi-view Fit to Silhouette)."""
 IMAGE_PROPERTY = "softras_image"
 """Custom property of a reconstruction naming the reference image it came from (Re-bake Texture)."""
+PRIOR_PROPERTY = "softras_azimuth_prior"
+"""Custom property of a reconstruction: the generator's azimuth probabilities for its picture (Re-bake Texture)."""
 
 
 class _JobOperator:
@@ -115,6 +119,8 @@ def reconstruct_task(context: bpy.types.Context) -> Task:
         obj = scene.insert_mesh(target, name, convert.y_up_to_z_up(result.vertices), result.faces, result.colors,
                                 location, smooth, view_layer, texture)
         obj[IMAGE_PROPERTY] = image_name
+        if result.azimuth_prior is not None:
+            obj[PRIOR_PROPERTY] = [float(p) for p in result.azimuth_prior]
         refined = f", silhouette IoU {result.iou[0]:.3f} -> {result.iou[1]:.3f}" if result.iou else ""
         textured = ", textured" if result.texture is not None else ""
         fallback = f"; {result.texture_message}" if result.texture_message else ""
@@ -212,7 +218,9 @@ def rebake_task(context: bpy.types.Context) -> Task:
     if reference is None:
         raise ValueError(f"the reference image of '{obj.name}' ({obj.get(IMAGE_PROPERTY)!r}) is no longer in the file")
     vertices, faces, colors = scene.engine_mesh_arrays(obj)
-    request = work.RebakeRequest(vertices, faces, colors, convert.read_pixels(reference), texture.size[0])
+    prior = obj.get(PRIOR_PROPERTY)
+    prior = None if prior is None else np.asarray(list(prior), np.float32)
+    request = work.RebakeRequest(vertices, faces, colors, convert.read_pixels(reference), texture.size[0], prior)
     object_name, texture_name, reference_name = obj.name, texture.name, reference.name
 
     def apply(ctx: bpy.types.Context, result: tuple[work.BakedTexture | None, str | None]) -> str:

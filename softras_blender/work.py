@@ -48,7 +48,8 @@ class BakedTexture:
 class ReconstructResult:
     """vertices (V, 3) float32 engine object frame (Y-up, inside about [-0.5, 0.5]^3); faces (F, 3) int64; colors
     (V, 3) float32 sRGB in [0, 1]; iou: (before, after) of the refinement, or None without one; texture: the baked
-    texture or None; texture_message: why no texture was baked where one was asked for."""
+    texture or None; texture_message: why no texture was baked where one was asked for; azimuth_prior: (N,) float32,
+    the generator's azimuth probabilities for the picture (None without a viewpoint head), kept for re-baking."""
 
     vertices: np.ndarray
     faces: np.ndarray
@@ -56,14 +57,16 @@ class ReconstructResult:
     iou: tuple[float, float] | None
     texture: BakedTexture | None = None
     texture_message: str | None = None
+    azimuth_prior: np.ndarray | None = None
 
 
-def _bake(mesh, intake, picture: np.ndarray, camera, size: int, reporter: Reporter) -> tuple[BakedTexture | None, str | None]:
+def _bake(mesh, intake, picture: np.ndarray, camera, size: int, reporter: Reporter,
+          azimuth_prior=None) -> tuple[BakedTexture | None, str | None]:
     """:func:`softras.texture.project_texture` of an engine mesh, as plain arrays (or the reason it fell back)."""
     from softras.texture import BakeSettings, project_texture
 
     reporter.progress(0.85, "Baking the texture")
-    outcome = project_texture(mesh, intake, picture, camera, BakeSettings(size=size))
+    outcome = project_texture(mesh, intake, picture, camera, BakeSettings(size=size), azimuth_prior)
     reporter.check()
     texture = outcome.mesh.texture
     if texture is None:
@@ -95,21 +98,25 @@ def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructR
     iou = None if result.iou_before is None else (result.iou_before, result.iou_after)
     texture, message = None, None
     if request.texture_size:
-        texture, message = _bake(mesh, intake, request.image.srgb(), result.camera, request.texture_size, reporter)
-    return ReconstructResult(mesh.vertices.numpy(), mesh.faces.numpy(), mesh.vertex_colors.numpy(), iou, texture, message)
+        texture, message = _bake(mesh, intake, request.image.srgb(), result.camera, request.texture_size, reporter,
+                                 result.azimuth_prior)
+    prior = None if result.azimuth_prior is None else result.azimuth_prior.numpy()
+    return ReconstructResult(mesh.vertices.numpy(), mesh.faces.numpy(), mesh.vertex_colors.numpy(), iou, texture, message,
+                             prior)
 
 
 @dataclass(frozen=True)
 class RebakeRequest:
     """Bake a reconstruction's texture again after its vertices moved (Fit to Silhouette): vertices (V, 3) and
     colors (V, 3) sRGB in the engine's object frame, faces (F, 3) int64 in the order the texture's UVs follow,
-    the reference picture and the texture side."""
+    the reference picture, the texture side and the reconstruction's azimuth probabilities (N,) if it kept them."""
 
     vertices: np.ndarray
     faces: np.ndarray
     colors: np.ndarray
     image: Pixels
     texture_size: int
+    azimuth_prior: np.ndarray | None = None
 
 
 def rebake(request: RebakeRequest, reporter: Reporter) -> tuple[BakedTexture | None, str | None]:
@@ -126,7 +133,8 @@ def rebake(request: RebakeRequest, reporter: Reporter) -> tuple[BakedTexture | N
     intake = prepare_array(picture)
     mesh = Mesh(torch.from_numpy(request.vertices).float(), torch.from_numpy(request.faces),
                 torch.from_numpy(request.colors).float())
-    return _bake(mesh, intake, picture, None, request.texture_size, reporter)
+    prior = None if request.azimuth_prior is None else torch.from_numpy(request.azimuth_prior).float()
+    return _bake(mesh, intake, picture, None, request.texture_size, reporter, prior)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from softras_blender import convert, deps, engine, operators, runner
 from softras_blender import scene as scene_io
 
 TINY = GeneratorConfig(image_size=32, template_level=1, conv_channels=(8, 16, 32), encoder_fc=(64, 64, 32),
-                       decoder_fc=(64, 128), palette_size=4, color_hidden=16, color_sample_size=8)
+                       decoder_fc=(64, 128), palette_size=4, color_hidden=16, color_sample_size=8, viewpoint_bins=8,
+                       viewpoint_hidden=16)
 BLOB_SRGB = (0.9, 0.2, 0.1)
 
 
@@ -315,8 +316,15 @@ def test_reconstruct_of_a_small_picture_falls_back_to_vertex_colours(addon):
     assert [s.material.name for s in bpy.data.objects["blob"].material_slots] == [scene_io.MATERIAL_NAME]
 
 
-def test_rebake_after_fitting_replaces_the_texture_pixels(textured, addon):
+def test_rebake_after_fitting_replaces_the_texture_pixels(textured, addon, monkeypatch):
+    import softras.texture
+
     obj = textured
+    prior = list(obj[operators.PRIOR_PROPERTY])  # the generator's azimuth probabilities, kept for re-baking
+    assert len(prior) == 8 and abs(sum(prior) - 1) < 1e-4
+    estimate, used = softras.texture.estimate_viewpoint, []
+    monkeypatch.setattr(softras.texture, "estimate_viewpoint",
+                        lambda *a, azimuth_prior=None, **k: used.append(azimuth_prior) or estimate(*a, azimuth_prior=azimuth_prior, **k))
     image = _texture_node(obj).image
     before = _pixels(image).copy()
     image.pixels.foreach_set(np.zeros(64 * 64 * 4, np.float32))
@@ -327,6 +335,7 @@ def test_rebake_after_fitting_replaces_the_texture_pixels(textured, addon):
     after = _pixels(image)
     assert "Re-baked" in addon.softras.status and image.packed_file is not None
     assert np.abs(after[..., :3] - before[..., :3]).mean() < 0.1 and after[..., :3].max() > 0.5
+    assert len(used) == 1 and torch.allclose(used[0], torch.tensor(prior))
 
 
 def test_a_cancelled_textured_run_adds_no_image(addon, monkeypatch):

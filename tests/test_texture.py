@@ -204,9 +204,20 @@ def test_evaluate_texture_measures_the_textured_re_render_against_the_vertex_col
     assert {"mae_textured_true", "mae_vertex_true", "coverage_true"} <= set(record)
     text = format_texture_report(report)
     assert "through the true camera" in text and "> 90 degrees" in text
-    coloured = evaluate_texture(Reconstructor(tiny_weights), ViewSet(path, "val"), views_per_model=1, texture_size=128,
-                                colour_viewpoint=True)
-    assert coloured.pictures == 2 and len(coloured.viewpoint_error) == 2 and 0 <= coloured.mae_textured_true <= 1
+    # with a viewpoint head its probabilities weigh the estimate, unless asked not to
+    import softras.texture_eval
+    from softras.model import Generator, GeneratorConfig, save_weights
+
+    from conftest import TINY_MODEL
+
+    head = save_weights(Generator(GeneratorConfig(**TINY_MODEL, viewpoint_bins=8)), tmp_path / "head.pt")
+    project, priors = softras.texture_eval.project_texture, []
+    monkeypatch.setattr(softras.texture_eval, "project_texture", lambda *a: priors.append(a[5]) or project(*a))
+    for use in (True, False):
+        priors.clear()
+        r = evaluate_texture(Reconstructor(head), ViewSet(path, "val"), views_per_model=1, texture_size=128, viewpoint_prior=use)
+        assert r.pictures == 2 and len(r.viewpoint_error) == 2 and 0 <= r.mae_textured_true <= 1
+        assert [p is not None and p.shape == (8,) for p in priors] == [use, use]
 
 
 def test_eval_texture_needs_rendered_views(tiny_weights, capsys):

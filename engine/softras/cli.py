@@ -164,7 +164,7 @@ def _eval_texture(args: argparse.Namespace) -> int:
         raise ValueError("--texture needs --views (rendered pictures, e.g. cache/views128_e0_30.npz)")
     views = ViewSet(args.views, None if args.split == "all" else args.split)
     report = evaluate_texture(Reconstructor(args.weights, device=args.device), views, args.views_per_model,
-                              args.elevation, args.texture_size, args.colour_viewpoint)
+                              args.elevation, args.texture_size, not args.no_viewpoint_prior)
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_texture_report(report))
     return 0
 
@@ -323,9 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead: how well projected textures reproduce the input pictures (re-render MAE, textured "
                          "vs vertex colours); needs --views")
     ev.add_argument("--texture-size", type=_texture_size, default=1024, metavar="PX", help="texture side for --texture")
-    ev.add_argument("--colour-viewpoint", action="store_true",
-                    help="with --texture: estimate the viewpoint from the mask and the predicted vertex colours "
-                         "(estimate_viewpoint's colour check, not the product default) instead of the mask alone")
+    ev.add_argument("--no-viewpoint-prior", action="store_true",
+                    help="with --texture: estimate the viewpoint from the mask alone, without the generator's azimuth "
+                         "probabilities (a diagnostic; the product uses them where the weights have a viewpoint head)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_cmd_eval)
     return parser

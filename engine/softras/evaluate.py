@@ -90,12 +90,16 @@ def _inputs(views: ViewSet, models: torch.Tensor, view_ids: torch.Tensor, size: 
 
 
 def _predict(model: Generator, inputs: torch.Tensor, refine_steps: int) -> torch.Tensor:
-    """Vertices (B, V, 3) of the meshes predicted from ``inputs``, refined to their own masks when asked."""
-    vertices, _ = model(inputs)
+    """Vertices (B, V, 3) of the meshes predicted from ``inputs``, refined to their own masks when asked (the
+    viewpoint weighed by the generator's azimuth probabilities where it has a viewpoint head, as the product does)."""
+    code = model.encode(inputs)
+    vertices, _ = model.decode(code, inputs)
     if refine_steps > 0:
+        priors = model.azimuth_probabilities(code)
         with torch.enable_grad():
-            vertices = torch.stack([refine_prediction(mesh, model.faces, (image[3] > 0.5).float(), refine_steps).vertices
-                                    for mesh, image in zip(vertices, inputs)])
+            vertices = torch.stack([refine_prediction(mesh, model.faces, (image[3] > 0.5).float(), refine_steps,
+                                                      azimuth_prior=None if priors is None else priors[k]).vertices
+                                    for k, (mesh, image) in enumerate(zip(vertices, inputs))])
     return vertices
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from softras.mesh import icosphere
 
-__all__ = ["GeneratorConfig", "Generator", "save_weights", "load_weights", "WeightsError"]
+__all__ = ["GeneratorConfig", "Generator", "ViewpointHead", "save_weights", "load_weights", "WeightsError"]
 
 WEIGHTS_FORMAT = "softras-generator"
 WEIGHTS_VERSION = 1
@@ -43,6 +43,8 @@ class GeneratorConfig:
     color_hidden: int = 256
     color_sample_size: int = 16  # the image is sampled at this resolution for the palette
     template_rotation: tuple[float, float, float] = (1.22, 1.71, 0.47)  # radians, XYZ; keeps vertices off the axes
+    viewpoint_bins: int = 0  # > 0: a head that classifies the input's azimuth into this many equal bins
+    viewpoint_hidden: int = 256
 
     def __post_init__(self) -> None:
         if self.image_size % 2 ** len(self.conv_channels):
@@ -143,12 +145,29 @@ class ColorDecoder(nn.Module):
         return (select @ palette).clamp(0, 1)
 
 
+class ViewpointHead(nn.Module):
+    """Code (B, D) -> (B, viewpoint_bins) logits of the input's azimuth in the object frame: bin k is centred on
+    ``k * 360 / viewpoint_bins`` degrees (:meth:`softras.Camera.from_angles`'s azimuth). The shape is predicted in
+    the object frame, so the code carries which side of the object the picture shows; the head reads it out. (Read
+    from the convolutional features instead, a head with 1 M parameters finds the bin twice as often on its own, but
+    it guided the viewpoint estimate no better: models/NOTES.md, session 12.)"""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(cfg.encoder_fc[-1], cfg.viewpoint_hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(cfg.viewpoint_hidden, cfg.viewpoint_bins))
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.mlp(code)
+
+
 class Generator(nn.Module):
     """RGBA image -> coloured mesh in the object frame (Y-up, inside the unit box).
 
     ``forward(images)`` takes (B, 4, S, S) float32 RGBA in [0, 1] (straight sRGB colour, alpha = foreground) and
     returns ``(vertices (B, V, 3) float32, colors (B, V, 3) float32 sRGB in [0, 1])``; the faces are
-    ``self.faces`` (F, 3) int64, shared by all outputs.
+    ``self.faces`` (F, 3) int64, shared by all outputs. ``forward`` is ``decode(encode(images), images)``; with
+    ``cfg.viewpoint_bins`` the same code also gives :meth:`azimuth_probabilities`.
     """
 
     def __init__(self, cfg: GeneratorConfig = GeneratorConfig()) -> None:
@@ -160,13 +179,26 @@ class Generator(nn.Module):
         self.encoder = Encoder(cfg)
         self.shape_decoder = ShapeDecoder(cfg, template)
         self.color_decoder = ColorDecoder(cfg, template.shape[0])
+        self.viewpoint = ViewpointHead(cfg) if cfg.viewpoint_bins else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(self.encode(images), images)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 4, S, S) RGBA -> code (B, encoder_fc[-1])."""
         s = self.cfg.image_size
         if images.dim() != 4 or images.shape[1:] != (4, s, s):
             raise ValueError(f"images must have shape (B, 4, {s}, {s}), got {tuple(images.shape)}")
-        code = self.encoder(images)
+        return self.encoder(images)
+
+    def decode(self, code: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Code (B, D) and its images (B, 4, S, S) -> (vertices (B, V, 3), colors (B, V, 3)), as ``forward``."""
         return self.shape_decoder(code), self.color_decoder(code, images)
+
+    def azimuth_probabilities(self, code: torch.Tensor) -> torch.Tensor | None:
+        """Code (B, D) from :meth:`encode` -> (B, viewpoint_bins) float32 probabilities of the input's azimuth (bin k
+        centred on ``k * 360 / viewpoint_bins`` degrees), or None for a generator without a viewpoint head."""
+        return None if self.viewpoint is None else torch.softmax(self.viewpoint(code).float(), dim=-1)
 
 
 class WeightsError(ValueError):

@@ -42,6 +42,7 @@ def refine_prediction(
     steps: int,
     callback: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
+    azimuth_prior: torch.Tensor | None = None,
 ) -> RefineResult:
     """Refine a generator's mesh to its own input's mask, estimating the viewpoint (the generator predicts in the
     object frame): :func:`softras.refine.refine_to_image` with ``PREDICTION_REFINE_LR``.
@@ -50,20 +51,25 @@ def refine_prediction(
         vertices: (V, 3) float32, object frame. faces: (F, 3) int64.
         mask: (H, W) float in [0, 1], the input's foreground; some but not all values >= 0.5.
         steps: Adam steps. callback, should_stop: as in :func:`softras.refine.refine`.
+        azimuth_prior: (N,) the generator's azimuth probabilities for the input, or None (see
+            :func:`softras.refine.estimate_viewpoint`).
     """
     return refine_to_image(vertices, faces, mask, settings=RefineSettings(steps=steps, lr=PREDICTION_REFINE_LR),
-                           callback=callback, should_stop=should_stop)
+                           callback=callback, should_stop=should_stop, azimuth_prior=azimuth_prior)
 
 
 @dataclass
 class Reconstruction:
-    """One reconstructed mesh (object frame, sRGB vertex colours) and, when refined, its silhouette IoU against
-    the input's mask before and after refinement and the camera (batch 1, the intake's frame) it was refined from."""
+    """One reconstructed mesh (object frame, sRGB vertex colours); when refined, its silhouette IoU against the
+    input's mask before and after refinement and the camera (batch 1, the intake's frame) it was refined from; and,
+    from a generator with a viewpoint head, the azimuth probabilities (N,) of its input (bin k centred on
+    k * 360 / N degrees), for estimating the viewpoint later (:func:`softras.texture.project_texture`)."""
 
     mesh: Mesh
     iou_before: float | None = None
     iou_after: float | None = None
     camera: Camera | None = None
+    azimuth_prior: torch.Tensor | None = None
 
 
 @dataclass
@@ -131,14 +137,19 @@ class Reconstructor:
         to the image's own mask with :func:`refine_prediction`."""
         if intake.rgba.shape[-1] != self.image_size:
             raise ValueError(f"the image was prepared at {intake.rgba.shape[-1]} px but the generator expects {self.image_size} px")
-        vertices, colors = self.predict(intake.rgba[None])
-        mesh = Mesh(vertices[0], self.faces, colors[0])
+        with torch.no_grad():
+            images = intake.rgba[None].to(self.device, torch.float32)
+            code = self.model.encode(images)
+            vertices, colors = self.model.decode(code, images)
+            prior = self.model.azimuth_probabilities(code)
+        mesh = Mesh(vertices[0].cpu(), self.faces, colors[0].cpu())
+        prior = None if prior is None else prior[0].cpu()
         if refine_steps <= 0:
-            return Reconstruction(mesh)
+            return Reconstruction(mesh, azimuth_prior=prior)
         result = refine_prediction(mesh.vertices.to(self.device), mesh.faces.to(self.device), intake.mask.to(self.device),
-                                   refine_steps, callback=callback, should_stop=should_stop)
+                                   refine_steps, callback=callback, should_stop=should_stop, azimuth_prior=prior)
         return Reconstruction(Mesh(result.vertices.cpu(), mesh.faces, mesh.vertex_colors), result.iou_before, result.iou_after,
-                              result.cameras.to("cpu"))
+                              result.cameras.to("cpu"), prior)
 
     def reconstruct_file(
         self,
@@ -155,5 +166,5 @@ class Reconstructor:
         result = self.reconstruct_intake(intake, refine_steps)
         if bake is None:
             return FileReconstruction(result)
-        outcome = project_texture(result.mesh, intake, load_picture(path), result.camera, bake)
+        outcome = project_texture(result.mesh, intake, load_picture(path), result.camera, bake, result.azimuth_prior)
         return FileReconstruction(dataclasses.replace(result, mesh=outcome.mesh), outcome.message)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from softras.camera import DEFAULT_DISTANCE, DEFAULT_FOV, Camera
 from softras.losses import FlattenLoss, LaplacianLoss, soft_iou, soft_iou_loss
-from softras.raster import RasterSettings, render_silhouette, zbuffer
+from softras.raster import RasterSettings, render_silhouette
 
 __all__ = ["RefineSettings", "RefineResult", "refine", "estimate_viewpoint", "refine_to_image"]
 
@@ -46,15 +46,12 @@ _AZIMUTHS = tuple(float(a) for a in range(0, 360, 15))
 _POSE_STEPS = 50  # default Adam steps refining the best grid viewpoint
 _POSE_EVAL_EVERY = 5  # steps between IoU measurements while refining the viewpoint
 _MAX_ELEVATION = 89.0  # degrees; keeps the +Y up vector off the viewing direction
-# The colour check (_colour_choice): the best grid poses by IoU whose counterparts it weighs, the IoU given up per unit
-# of mean absolute colour error, and how far below the best IoU a candidate may score. Chosen on 160 training pictures
-# (40 models of cache/views128_e0_30.npz at elevation 30, azimuths 45/120/210/300): grid points more than 45 / 90
-# degrees off the true camera (or its mirror image) went from 46 / 11 by IoU alone to 35 / 7. On the 180 validation
-# pictures (`softras eval --texture --colour-viewpoint`) it does not help the shipped generator: 51 / 26 estimates
-# off, against 46 / 23 by the mask alone (README, Textures), so the product does not use it.
-_COLOR_CANDIDATES = 5
-_COLOR_WEIGHT = 4.0
-_COLOR_MARGIN = 0.02
+# The azimuth prior (_prior_choice): among grid poses whose silhouette IoU is within _PRIOR_MARGIN of the best, the
+# one scoring best on IoU + _PRIOR_WEIGHT * log(prior probability of its azimuth): a prior 2.7 times as sure of one
+# azimuth is worth 0.05 of IoU. Set beforehand, not tuned on the validation pictures it was then measured on
+# (models/NOTES.md, session 12).
+_PRIOR_MARGIN = 0.05
+_PRIOR_WEIGHT = 0.05
 
 ProgressCallback = Callable[[int, int, float], None]
 StopCallback = Callable[[], bool]
@@ -365,61 +362,24 @@ def _search_mask(mask: torch.Tensor) -> torch.Tensor:
     return F.interpolate(mask[None], size=size, mode="area")[0]
 
 
-def _search_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(3, h, w) straight colours of ``image`` (3, H, W) at the size of :func:`_search_mask` of ``mask`` (1, H, W):
-    area-downsampled weighted by the mask, so that the background does not darken the object's outline."""
-    if image.shape[-2] <= _SEARCH_HEIGHT:
-        return image
-    small = _search_mask(mask)
-    return _search_mask(image * mask) / small.clamp(min=1e-6)
-
-
-def _colour_choice(
-    base: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, image: torch.Tensor, mask: torch.Tensor,
-    el: torch.Tensor, az: torch.Tensor, azimuths: torch.Tensor, scores: torch.Tensor, distance: float, fov: float,
-) -> int:
-    """Index into the flattened grid (``el``, ``az``: (E * A,) degrees, elevation-major; ``azimuths``: the grid's
-    (A,) azimuths) of the pose whose rendered vertex colours best match ``image``, among silhouette-alike poses.
-
-    Candidates: the ``_COLOR_CANDIDATES`` best grid poses by silhouette IoU (``scores``, (E * A,)) and, at the same
-    elevation, for each of them azimuth ``180 - a`` (a mesh symmetric about x = 0, seen level from afar, shows the
-    same outline from there: front and back swapped; from above nearly so), ``a + 180`` (the same outline where the
-    mesh is also symmetric front to back, a box say) and ``-a`` (the mirror image of ``a``), each snapped to the
-    nearest grid azimuth. Each is z-buffered at the mask's size with ``colors`` (V, 3) sRGB
-    interpolated, and those whose IoU is within ``_COLOR_MARGIN`` of the best are scored ``IoU - _COLOR_WEIGHT *
-    colour error``, the error being the mean absolute difference to ``image`` (3, h, w) sRGB over the pixels inside
-    ``mask`` (1, h, w) >= 0.5 that the mesh covers (1 where it covers none of them). The best grid pose is always
-    among them, so the colours only choose between outlines that match the mask about equally well.
-    """
-    h, w = mask.shape[1:]
-    n_az = azimuths.numel()
-    top = scores.topk(min(_COLOR_CANDIDATES, scores.numel())).indices
-    a = az[top]
-    turned = torch.stack([a, 180.0 - a, a + 180.0, -a], dim=1)  # (k, 4) degrees
-    offset = (turned[..., None] - azimuths.to(a.device) + 180.0) % 360.0 - 180.0  # (k, 4, A) signed differences
-    nearest = offset.abs().argmin(-1)
-    candidates = ((top // n_az * n_az)[:, None] + nearest).reshape(-1).unique()
-    cameras = Camera.from_angles(distance, el[candidates], az[candidates], fov=fov, aspect=w / h, device=base.device)
-    z = zbuffer(cameras.project(base[None].expand(len(candidates), -1, -1)), faces, h, w)
-    rendered = (z.bary[..., None] * colors[faces[z.face.clamp(min=0)]]).sum(-2)  # (K, h, w, 3)
-    inside = (z.covered & (mask >= 0.5)).flatten(1)
-    difference = (rendered - image.permute(1, 2, 0)).abs().mean(-1).flatten(1)
-    error = (difference * inside).sum(1) / inside.sum(1).clamp(min=1)
-    error = torch.where(inside.any(1), error, 1.0)
-    score = torch.where(scores[candidates] >= scores.max() - _COLOR_MARGIN, scores[candidates] - _COLOR_WEIGHT * error,
-                        -math.inf)
-    return int(candidates[score.argmax()])
+def _prior_choice(scores: torch.Tensor, az: torch.Tensor, prior: torch.Tensor) -> int:
+    """Index into the grid (``scores``: (E * A,) silhouette IoUs, ``az``: (E * A,) azimuths in degrees) of the pose
+    chosen with the azimuth ``prior`` (N,) probabilities (bin k centred on k * 360 / N degrees): among the poses whose
+    IoU is within ``_PRIOR_MARGIN`` of the best, the highest ``IoU + _PRIOR_WEIGHT * log p(azimuth)``. The silhouette
+    alone often cannot tell front from back (a mesh symmetric about x = 0, seen level, shows the same outline from
+    azimuths a and 180 - a); the prior, from the picture itself, can."""
+    n = prior.numel()
+    p = prior.to(scores.device)[torch.round(az / (360.0 / n)).long() % n]
+    score = scores + _PRIOR_WEIGHT * torch.log(p.clamp(min=1e-6))
+    return int(torch.where(scores >= scores.max() - _PRIOR_MARGIN, score, -math.inf).argmax())
 
 
 def _estimate_pose(
     base: torch.Tensor, faces: torch.Tensor, mask: torch.Tensor, distance: float, fov: float,
-    elevations: torch.Tensor, azimuths: torch.Tensor, refine_steps: int,
-    colors: torch.Tensor | None = None, image: torch.Tensor | None = None,
+    elevations: torch.Tensor, azimuths: torch.Tensor, refine_steps: int, prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Pose (3,) = (azimuth rad, elevation rad, log distance) best matching ``mask`` (1, H, W), and ``image``
-    (3, H, W) with the vertex ``colors`` (V, 3) when given; see estimate_viewpoint."""
-    if image is not None:
-        image = _search_image(image, mask)
+    """Pose (3,) = (azimuth rad, elevation rad, log distance) best matching ``mask`` (1, H, W), weighed by the
+    azimuth ``prior`` when given; see estimate_viewpoint."""
     mask = _search_mask(mask)
     h, w = mask.shape[1:]
     el, az = torch.meshgrid(elevations, azimuths, indexing="ij")
@@ -433,10 +393,7 @@ def _estimate_pose(
             sil = render_silhouette(base, faces, cams, settings)
             scores.append(soft_iou(sil, mask.expand_as(sil)))
         scores = torch.cat(scores)
-        if colors is None or image is None:
-            i = int(scores.argmax())
-        else:
-            i = _colour_choice(base, faces, colors, image, mask, el, az, azimuths, scores, distance, fov)
+        i = int(scores.argmax()) if prior is None else _prior_choice(scores, az, prior)
     pose = torch.tensor([math.radians(float(az[i])), math.radians(float(el[i])), math.log(distance)], device=base.device, requires_grad=True)
     sigmas = tuple(_scaled_sigma(s, h) for s in _POSE_SIGMAS)
     _descend(lambda: (base, _orbit(pose, fov, w / h)), faces, mask, [{"params": [pose], "lr": _POSE_LR}],
@@ -444,28 +401,16 @@ def _estimate_pose(
     return pose.detach()
 
 
-def _check_colours(
-    colors: torch.Tensor | None, image: torch.Tensor | None, vertices: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``colors`` as float32 (V, 3) and ``image`` as float32 (3, H, W) on the vertices' device, both None when
-    neither is given, or ValueError naming the bad argument (``mask``: the checked (1, H, W) mask)."""
-    if colors is None and image is None:
-        return None, None
-    if colors is None or image is None:
-        raise ValueError("colors and image must be given together (or neither)")
-    v = vertices.shape[0]
-    if not isinstance(colors, torch.Tensor) or tuple(colors.shape) != (v, 3) or not colors.is_floating_point():
-        raise ValueError(f"colors must be a float tensor of shape ({v}, 3), got {tuple(getattr(colors, 'shape', ()))}")
-    size = tuple(mask.shape[1:])
-    if (not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] not in (3, 4)
-            or tuple(image.shape[1:]) != size or not image.is_floating_point()):
-        raise ValueError(f"image must be a float tensor of shape (3 or 4, {size[0]}, {size[1]}) like the mask, "
-                         f"got {tuple(getattr(image, 'shape', ()))}")
-    colors, image = colors.detach().to(vertices.device, torch.float32), image.detach()[:3].to(vertices.device, torch.float32)
-    for name, t in (("colors", colors), ("image", image)):
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} must be finite (found NaN or inf)")
-    return colors, image
+def _check_prior(prior: torch.Tensor | None) -> torch.Tensor | None:
+    """``prior`` as float32 (N,) probabilities, or ValueError."""
+    if prior is None:
+        return None
+    if not isinstance(prior, torch.Tensor) or prior.dim() != 1 or prior.numel() < 2 or not prior.is_floating_point():
+        raise ValueError(f"azimuth_prior must be a 1-d float tensor of at least 2 bins, got {getattr(prior, 'shape', prior)!r}")
+    prior = prior.detach().float()
+    if not bool(torch.isfinite(prior).all()) or bool((prior < 0).any()) or float(prior.sum()) <= 0:
+        raise ValueError("azimuth_prior must be finite, non-negative and not all zero")
+    return prior / prior.sum()
 
 
 def _check_viewpoint_args(
@@ -496,11 +441,9 @@ def estimate_viewpoint(
     elevations: tuple[float, ...] = _ELEVATIONS,
     azimuths: tuple[float, ...] = _AZIMUTHS,
     refine_steps: int = _POSE_STEPS,
-    colors: torch.Tensor | None = None,
-    image: torch.Tensor | None = None,
+    azimuth_prior: torch.Tensor | None = None,
 ) -> Camera:
-    """The orbit camera from which the mesh's silhouette (and, given ``colors`` and ``image``, its colours) best
-    matches ``mask``.
+    """The orbit camera from which the mesh's silhouette best matches ``mask``, weighed by an azimuth prior.
 
     The mesh is taken as it is in its object frame (it is not moved); the camera orbits the origin as in
     :meth:`softras.Camera.from_angles`, looking at the origin with +Y up. First every (elevation, azimuth) of the
@@ -509,35 +452,27 @@ def estimate_viewpoint(
     iterate. Masks taller than 64 rows are area-downsampled for the search.
 
     The silhouette alone often cannot tell front from back: a mesh symmetric about x = 0, seen level from afar, shows
-    the same outline from azimuths ``a`` and ``180 - a`` (and one symmetric front to back too from ``a + 180``).
-    Without colours the grid point of highest IoU is chosen (the first in the grid order, elevation-major, among
-    equals). With ``colors`` and ``image`` the best few grid points and their front / back, half-turned and mirror
-    counterparts are rendered with the vertex colours, and among those whose IoU is within ``_COLOR_MARGIN`` (0.02)
-    of the best, the one scoring best on ``IoU - _COLOR_WEIGHT * colour error`` (mean absolute sRGB difference inside
-    the mask) is refined: a generator's vertex colours are mixtures of
-    its picture's colours, right for the side the picture sees. This costs one z-buffer render of at most 20 views.
-    With the shipped generator it did not pay on unseen objects (README, Textures: their predicted colours rarely
-    tell front from back), so :func:`softras.texture.project_texture` does not pass colours.
+    the same outline from azimuths ``a`` and ``180 - a``. Without a prior the grid point of highest IoU is chosen (the
+    first in the grid order, elevation-major, among equals). With ``azimuth_prior`` (a generator's
+    :meth:`softras.model.Generator.azimuth_probabilities` of the same picture), among the grid points whose IoU is
+    within ``_PRIOR_MARGIN`` (0.05) of the best, the one with the highest ``IoU + _PRIOR_WEIGHT * log p(azimuth)``.
 
     Args:
         vertices: (V, 3) float, object frame. faces: (F, 3) int32/int64.
         mask: (H, W) float in [0, 1], row 0 at the top; some but not all values >= 0.5.
         distance: starting camera distance from the origin. fov: full vertical field of view, degrees.
-        elevations, azimuths: search grid, degrees (elevations within +-89). The colour check's counterparts are
-            snapped to the grid's azimuths, so a grid symmetric about 0 and 90 degrees (the default) holds them.
+        elevations, azimuths: search grid, degrees (elevations within +-89).
         refine_steps: Adam steps of the continuous refinement (0 returns the chosen grid point).
-        colors: (V, 3) float sRGB in [0, 1], the mesh's vertex colours, or None.
-        image: (3, H, W) or (4, H, W) float straight sRGB in [0, 1] (alpha, if any, not used), the picture the mask
-            belongs to at the mask's size, row 0 at the top (e.g. :attr:`softras.intake.IntakeResult.rgba`); given
-            together with ``colors``.
+        azimuth_prior: (N,) float probabilities of the picture's azimuth, bin k centred on k * 360 / N degrees, or
+            None.
     Returns:
         A :class:`softras.Camera` of batch 1, aspect W / H, float32 on the vertices' device.
     """
     base, faces = _check_mesh(vertices, faces)
     mask = _check_masks(mask, "mask", 2, base.device)
     el, az = _check_viewpoint_args(distance, fov, elevations, azimuths, refine_steps)
-    colors, image = _check_colours(colors, image, base, mask)
-    pose = _estimate_pose(base, faces, mask, float(distance), float(fov), el, az, refine_steps, colors, image)
+    prior = _check_prior(azimuth_prior)
+    pose = _estimate_pose(base, faces, mask, float(distance), float(fov), el, az, refine_steps, prior)
     return _orbit(pose, float(fov), mask.shape[2] / mask.shape[1])
 
 
@@ -550,22 +485,21 @@ def refine_to_image(
     optimise_pose: bool = True,
     callback: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
-    colors: torch.Tensor | None = None,
-    image: torch.Tensor | None = None,
+    azimuth_prior: torch.Tensor | None = None,
 ) -> RefineResult:
     """Refine a mesh to one silhouette ``mask``, estimating the camera when it is not given.
 
     With ``camera`` None the viewpoint is found by :func:`estimate_viewpoint` (default grid, distance and 30 degree
-    field of view; colour-aware when ``colors`` and ``image`` are given) and, when ``optimise_pose`` is True, its
-    azimuth, elevation and distance keep being optimised jointly with the vertices; a given camera is used as it is
-    (``optimise_pose``, ``colors`` and ``image`` are then not used).
+    field of view; weighed by ``azimuth_prior`` when given) and, when ``optimise_pose`` is True, its azimuth,
+    elevation and distance keep being optimised jointly with the vertices; a given camera is used as it is
+    (``optimise_pose`` and ``azimuth_prior`` are then not used).
 
     Args:
         vertices: (V, 3) float, object frame. faces: (F, 3) int32/int64.
         mask: (H, W) float in [0, 1]; some but not all values >= 0.5.
         camera: a Camera of batch 1 and aspect W / H, or None.
         settings, callback, should_stop: as in :func:`refine`.
-        colors, image: the mesh's vertex colours (V, 3) and the picture (3|4, H, W), as in :func:`estimate_viewpoint`.
+        azimuth_prior: (N,) probabilities of the picture's azimuth, as in :func:`estimate_viewpoint`.
     Returns:
         :class:`RefineResult`; ``cameras`` holds the camera used (estimated and possibly optimised).
     """
@@ -574,12 +508,12 @@ def refine_to_image(
     _check_options(settings, callback, should_stop)
     if not isinstance(optimise_pose, bool):
         raise ValueError(f"optimise_pose must be a bool, got {optimise_pose!r}")
-    colors, image = _check_colours(colors, image, base, masks)
+    prior = _check_prior(azimuth_prior)
     if camera is not None:
         cameras = _check_cameras(camera, "camera", masks, base.device)
         return _refine(base, faces, masks, lambda: cameras, [], settings, callback, should_stop)
     el, az = torch.tensor(_ELEVATIONS, dtype=torch.float32), torch.tensor(_AZIMUTHS, dtype=torch.float32)
-    pose = _estimate_pose(base, faces, masks, DEFAULT_DISTANCE, DEFAULT_FOV, el, az, _POSE_STEPS, colors, image)
+    pose = _estimate_pose(base, faces, masks, DEFAULT_DISTANCE, DEFAULT_FOV, el, az, _POSE_STEPS, prior)
     pose.requires_grad_(optimise_pose)
     aspect = masks.shape[2] / masks.shape[1]
     return _refine(base, faces, masks, lambda: _orbit(pose, DEFAULT_FOV, aspect), [pose] if optimise_pose else [],

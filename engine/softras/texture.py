@@ -347,7 +347,8 @@ def viewpoint_iou(mesh: Mesh, camera: Camera, mask: torch.Tensor) -> float:
 
 
 def project_texture(mesh: Mesh, intake: IntakeResult, picture: np.ndarray | torch.Tensor,
-                    camera: Camera | None = None, settings: BakeSettings = BakeSettings()) -> TextureOutcome:
+                    camera: Camera | None = None, settings: BakeSettings = BakeSettings(),
+                    azimuth_prior: torch.Tensor | None = None) -> TextureOutcome:
     """Texture a reconstruction from its own picture, or say why not and keep its vertex colours.
 
     Args:
@@ -355,7 +356,8 @@ def project_texture(mesh: Mesh, intake: IntakeResult, picture: np.ndarray | torc
         intake: the picture's intake result (the generator's input came from it).
         picture: the original picture, (H, W, 3|4) uint8 or float straight sRGB (see :func:`bake_texture`).
         camera: the input viewpoint in the intake frame if known (e.g. refinement's ``cameras``), else estimated
-            with :func:`softras.refine.estimate_viewpoint` against ``intake.mask``.
+            with :func:`softras.refine.estimate_viewpoint` against ``intake.mask``, weighed by ``azimuth_prior``
+            (the generator's azimuth probabilities for the picture, :attr:`Reconstruction.azimuth_prior`) if given.
     """
     picture = _as_picture(picture)
     side = intake.crop_box[2] - intake.crop_box[0]
@@ -365,7 +367,7 @@ def project_texture(mesh: Mesh, intake: IntakeResult, picture: np.ndarray | torc
     if not bool((intake.mask >= 0.5).any()):
         return TextureOutcome(mesh, "mask empty: no foreground to take a texture from; kept the vertex colours")
     if camera is None:
-        camera = estimate_viewpoint(mesh.vertices, mesh.faces, intake.mask)
+        camera = estimate_viewpoint(mesh.vertices, mesh.faces, intake.mask, azimuth_prior=azimuth_prior)
     iou = viewpoint_iou(mesh, camera, intake.mask)
     if iou < MIN_VIEWPOINT_IOU:
         return TextureOutcome(mesh, f"viewpoint estimate failed: the mesh's silhouette matches the picture's with IoU "

@@ -1,6 +1,7 @@
 """How well a projected texture reproduces its picture: ``softras eval --texture``.
 
-Each validation render is taken through the user's path (picture -> intake -> generator -> viewpoint estimate ->
+Each validation render is taken through the user's path (picture -> intake -> generator -> viewpoint estimate, weighed
+by the generator's azimuth probabilities where it has a viewpoint head ->
 :func:`softras.texture.project_texture`), then the mesh is re-rendered at the picture's own resolution with a hard
 z-buffer (:func:`render_hard`), sampling the texture per pixel at the interpolated UV, and compared with the picture:
 mean absolute error of sRGB values in [0, 1] over the pixels inside the picture's mask (alpha > 0.5) that the mesh
@@ -30,7 +31,6 @@ from softras.intake import IntakeSettings, prepare_array
 from softras.mesh import Mesh
 from softras.raster import zbuffer
 from softras.reconstruct import Reconstructor
-from softras.refine import estimate_viewpoint
 from softras.texture import BakeSettings, project_texture, viewpoint_iou
 
 __all__ = ["render_hard", "sample_texture", "TextureReport", "evaluate_texture", "format_texture_report"]
@@ -115,12 +115,11 @@ def _picture_mae(picture: np.ndarray, render: torch.Tensor) -> tuple[float, floa
 
 def evaluate_texture(reconstructor: Reconstructor, views: ViewSet, views_per_model: int = 4,
                      elevations: list[float] | None = None, texture_size: int = 1024,
-                     colour_viewpoint: bool = False) -> TextureReport:
+                     viewpoint_prior: bool = True) -> TextureReport:
     """Re-render MAE of textured and vertex-coloured reconstructions of ``views`` through the estimated and the true
     cameras (see the module docstring), from ``views_per_model`` evenly spaced views per model at ``elevations`` (all
-    when None). ``colour_viewpoint``: estimate the viewpoint with the predicted vertex colours against the intake's
-    colours as well (:func:`softras.refine.estimate_viewpoint`'s colour check) instead of the product's mask-only
-    estimate."""
+    when None). ``viewpoint_prior``: weigh the viewpoint estimate with the generator's azimuth probabilities, as the
+    product does (without a viewpoint head, or when False, by the mask alone)."""
     models, vids = _selection(views, views_per_model, elevations)
     settings, intake_settings = BakeSettings(size=texture_size), IntakeSettings(size=reconstructor.image_size)
     maes: dict[str, list[float]] = {key: [] for key in ("textured", "vertex", "coverage", "textured_true", "vertex_true",
@@ -129,11 +128,9 @@ def evaluate_texture(reconstructor: Reconstructor, views: ViewSet, views_per_mod
     for m, v in zip(models.tolist(), vids.tolist()):
         picture = views.pictures(torch.tensor([m]), torch.tensor([v]))[0]
         intake = prepare_array(picture, settings=intake_settings)
-        mesh = reconstructor.reconstruct_intake(intake).mesh
-        camera = None
-        if colour_viewpoint and bool((intake.mask >= 0.5).any()):
-            camera = estimate_viewpoint(mesh.vertices, mesh.faces, intake.mask, colors=mesh.vertex_colors, image=intake.rgba)
-        outcome = project_texture(mesh, intake, picture, camera, settings)
+        result = reconstructor.reconstruct_intake(intake)
+        mesh = result.mesh
+        outcome = project_texture(mesh, intake, picture, None, settings, result.azimuth_prior if viewpoint_prior else None)
         if outcome.camera is None:
             messages.append(outcome.message)
             continue
