@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from softras.augment import AugmentSettings
 from softras.data import ViewSet
 from softras.inputs import InputSettings, generator_inputs
+from softras.losses import azimuth_targets
 from softras.model import Generator, GeneratorConfig, load_weights, save_weights
 
 
@@ -48,14 +49,6 @@ def azimuths_of(views: ViewSet, view_ids: np.ndarray, mirrored: np.ndarray) -> t
     """(N,) float32 degrees in [0, 360): the views' azimuths, negated where mirrored."""
     a = views.azimuths[torch.as_tensor(view_ids)].numpy()
     return torch.from_numpy(np.where(mirrored, -a, a) % 360.0).float()
-
-
-def soft_targets(azimuths: torch.Tensor, bins: int, spread: float) -> torch.Tensor:
-    """(N, bins) wrapped Gaussian targets around ``azimuths`` (N,) degrees, ``spread`` bins wide."""
-    centres = torch.arange(bins) * (360.0 / bins)
-    diff = (azimuths[:, None] - centres + 180.0) % 360.0 - 180.0
-    w = torch.exp(-0.5 * (diff / (spread * 360.0 / bins)) ** 2)
-    return w / w.sum(1, keepdim=True)
 
 
 def report(probabilities: torch.Tensor, azimuths: torch.Tensor) -> dict[str, float]:
@@ -106,7 +99,7 @@ def main() -> None:
 
     head = model.viewpoint.train()
     optimiser = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-4)
-    targets = soft_targets(y, args.bins, args.label_spread)
+    targets = azimuth_targets(y, args.bins, args.label_spread)
     for epoch in range(args.epochs):
         order = torch.randperm(len(x))
         for s in range(0, len(x), 256):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from softras.intake import IntakeSettings, prepare_array
+from softras.losses import azimuth_targets
 from softras.model import Generator, GeneratorConfig, load_weights, save_weights
 from softras.reconstruct import Reconstructor
 
@@ -56,12 +57,12 @@ def test_reconstruction_carries_the_prior(head_weights, tiny_weights):
 
 def test_soft_targets_and_report():
     azimuths = torch.tensor([0.0, 100.0, 356.0])
-    t = head_script.soft_targets(azimuths, 24, 0.5)
+    t = azimuth_targets(azimuths, 24, 0.5)
     assert torch.allclose(t.sum(1), torch.ones(3))
     assert t.argmax(1).tolist() == [0, 7, 0]  # 100 degrees is nearest bin 7 (105); 356 wraps to bin 0 (360)
-    perfect = head_script.report(head_script.soft_targets(torch.tensor([30.0, 210.0]), 24, 0.5), torch.tensor([30.0, 210.0]))
+    perfect = head_script.report(azimuth_targets(torch.tensor([30.0, 210.0]), 24, 0.5), torch.tensor([30.0, 210.0]))
     assert perfect["top1"] == 1.0 and perfect["over_135"] == 0.0
-    backwards = head_script.report(head_script.soft_targets(torch.tensor([210.0]), 24, 0.5), torch.tensor([30.0]))
+    backwards = head_script.report(azimuth_targets(torch.tensor([210.0]), 24, 0.5), torch.tensor([30.0]))
     assert backwards["top1"] == 0.0 and backwards["over_135"] == 1.0
 
 
@@ -77,3 +78,56 @@ def test_script_adds_a_trained_head_and_keeps_the_rest(tiny_data, tiny_weights, 
     assert model.cfg.viewpoint_bins == 8 and "top1" in metadata["viewpoint_head"]["validation_elevation_30"]
     for name, tensor in original.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_training_teaches_the_head_without_touching_the_encoder(tiny_data, tiny_weights, tmp_path):
+    from softras.data import ViewSet, sample_two_views
+    from softras.losses import FlattenLoss, LaplacianLoss
+    from softras.raster import RasterSettings
+    from softras.train import TrainConfig, train, training_losses
+
+    shapes, views = tiny_data
+    raw = dict(views=str(views), shapes=str(shapes), out_dir=str(tmp_path / "run"), steps=2, batch_size=4, lr=1e-3,
+               sigma=1e-4, checkpoint_every=1, validate_every=0, device="cpu", export=str(tmp_path / "w.pt"),
+               init_weights=str(tiny_weights), model=dict(TINY_MODEL, viewpoint_bins=8, viewpoint_hidden=16))
+    cfg = TrainConfig.from_dict(raw)
+    model = Generator(cfg.model)
+    batch = sample_two_views(ViewSet(views, "train"), 4, torch.Generator().manual_seed(0), 32, mirror=True)
+    assert torch.equal(batch.azimuths_a.abs() % 45, torch.zeros(4))  # the tiny views' azimuths, negated if mirrored
+    settings, lap, flat = RasterSettings(32, sigma=cfg.sigma), LaplacianLoss(model.faces, 42), FlattenLoss(model.faces)
+    grads = []
+    for weight in (0.0, 1.0):
+        model.zero_grad()
+        losses = training_losses(model, model.faces, batch, settings, lap, flat, dataclass_replace(cfg, viewpoint_weight=weight))
+        assert "viewpoint" in losses and losses["viewpoint"].item() > 0
+        losses["total"].backward()
+        grads.append([p.grad.clone() for p in model.encoder.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))  # the head reads the code detached
+    assert model.viewpoint.mlp[0].weight.grad.abs().sum() > 0
+    # weights without a head (tiny_weights) start the configured one; the run exports it and resumes from its checkpoint
+    train(cfg, log=lambda m: None)
+    exported, _ = load_weights(tmp_path / "w.pt")
+    assert exported.cfg.viewpoint_bins == 8
+    train(dataclass_replace(cfg, steps=3), log=lambda m: None)
+
+
+def dataclass_replace(cfg, **changes):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_a_checkpoint_from_before_the_head_resumes(tiny_data, tmp_path):
+    """Checkpoints written before GeneratorConfig had the viewpoint fields lack them; they take their defaults."""
+    from softras.train import TrainConfig, train
+
+    shapes, views = tiny_data
+    cfg = TrainConfig.from_dict(dict(views=str(views), shapes=str(shapes), out_dir=str(tmp_path), steps=1, batch_size=4,
+                                     sigma=1e-4, checkpoint_every=1, validate_every=0, device="cpu", model=TINY_MODEL))
+    train(cfg, log=lambda m: None)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    for key in ("viewpoint_bins", "viewpoint_hidden"):
+        del state["config"]["model"][key]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    train(dataclass_replace(cfg, steps=2), log=lambda m: None)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2

@@ -287,11 +287,12 @@ class TwoViewBatch:
     cameras_b: Camera
     models: torch.Tensor  # (B,) int64 into the view set
     mirrored: torch.Tensor  # (B,) bool: the object is the model's mirror image (x -> -x)
+    azimuths_a: torch.Tensor  # (B,) float32 degrees: view a's azimuth (negated where mirrored), the input's viewpoint
 
     def to(self, device: torch.device) -> "TwoViewBatch":
         return TwoViewBatch(self.inputs.to(device), self.images_a.to(device), self.images_b.to(device),
                             self.cameras_a.to(device), self.cameras_b.to(device), self.models.to(device),
-                            self.mirrored.to(device))
+                            self.mirrored.to(device), self.azimuths_a.to(device))
 
 
 def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator, size: int,
@@ -332,4 +333,5 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
         if change is not None:
             for images in (images_a, images_b):
                 images[k, :3] = torch.from_numpy(change(images[k, :3].permute(1, 2, 0).numpy())).permute(2, 0, 1)
-    return TwoViewBatch(prepared, images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip)
+    azimuths = torch.where(flip, -views.azimuths[va], views.azimuths[va])
+    return TwoViewBatch(prepared, images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip, azimuths)

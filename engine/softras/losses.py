@@ -76,3 +76,19 @@ class FlattenLoss(torch.nn.Module):
 
         cos = (perpendicular(a) * perpendicular(b)).sum(-1)
         return (cos + 1).square().sum() / vertices.shape[0]
+
+
+def azimuth_targets(azimuths: torch.Tensor, bins: int, spread: float = 0.5) -> torch.Tensor:
+    """Soft classification targets (N, bins) float32 for azimuths (N,) in degrees: a wrapped Gaussian of standard
+    deviation ``spread`` bins centred on each azimuth, bin k centred on ``k * 360 / bins`` degrees (the layout of
+    :class:`softras.model.ViewpointHead`)."""
+    centres = torch.arange(bins, device=azimuths.device) * (360.0 / bins)
+    diff = (azimuths.float()[:, None] - centres + 180.0) % 360.0 - 180.0
+    w = torch.exp(-0.5 * (diff / (spread * 360.0 / bins)) ** 2)
+    return w / w.sum(1, keepdim=True)
+
+
+def azimuth_loss(logits: torch.Tensor, azimuths: torch.Tensor, spread: float = 0.5) -> torch.Tensor:
+    """Cross-entropy of viewpoint logits (N, bins) against :func:`azimuth_targets` of azimuths (N,) degrees."""
+    targets = azimuth_targets(azimuths, logits.shape[1], spread)
+    return -(targets * torch.log_softmax(logits.float(), 1)).sum(1).mean()

@@ -158,7 +158,7 @@ class ViewpointHead(nn.Module):
                                  nn.Linear(cfg.viewpoint_hidden, cfg.viewpoint_bins))
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.mlp(code)
+        return self.mlp(code.detach())  # it reads the code; its loss never shapes the encoder
 
 
 class Generator(nn.Module):
@@ -181,8 +181,16 @@ class Generator(nn.Module):
         self.color_decoder = ColorDecoder(cfg, template.shape[0])
         self.viewpoint = ViewpointHead(cfg) if cfg.viewpoint_bins else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decode(self.encode(images), images)
+    def forward(self, images: torch.Tensor, with_viewpoint: bool = False) -> tuple[torch.Tensor, ...]:
+        """(vertices, colors), and with ``with_viewpoint`` also the viewpoint head's logits (B, viewpoint_bins)
+        (training: one forward pass for every output, as DistributedDataParallel needs)."""
+        code = self.encode(images)
+        vertices, colors = self.decode(code, images)
+        if not with_viewpoint:
+            return vertices, colors
+        if self.viewpoint is None:
+            raise ValueError("this generator has no viewpoint head (GeneratorConfig.viewpoint_bins = 0)")
+        return vertices, colors, self.viewpoint(code)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 4, S, S) RGBA -> code (B, encoder_fc[-1])."""

@@ -33,7 +33,7 @@ from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
 from softras.evaluate import evaluate, format_report
 from softras.inputs import InputSettings
 from softras.fileio import atomic_write
-from softras.losses import FlattenLoss, LaplacianLoss, soft_iou_loss
+from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, soft_iou_loss
 from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
@@ -60,6 +60,7 @@ class TrainConfig:
     laplacian_weight: float = 0.01
     flatten_weight: float = 0.001
     color_weight: float = 1.0
+    viewpoint_weight: float = 1.0  # the viewpoint head's azimuth loss (it reads the code detached: no pull on the encoder)
     seed: int = 0
     checkpoint_every: int = 200
     validate_every: int = 1000
@@ -125,11 +126,15 @@ def training_losses(
     cameras of views a and b and compared with their renders.
 
     Silhouette IoU trains the shape; the colour term (L1 over the target's foreground) trains the colours only:
-    it sees the fragments detached from the vertices, so shading noise never pulls on the geometry.
+    it sees the fragments detached from the vertices, so shading noise never pulls on the geometry. A generator with
+    a viewpoint head also learns view a's azimuth (soft cross-entropy, :func:`softras.losses.azimuth_loss`), the
+    head reading the code detached.
     """
+    net = getattr(model, "module", model)  # under DistributedDataParallel
+    head = net.viewpoint is not None
     with torch.autocast(batch.inputs.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        vertices, colors = model(batch.inputs)
-    vertices, colors = vertices.float(), colors.float()
+        outputs = model(batch.inputs, with_viewpoint=True) if head else model(batch.inputs)
+    vertices, colors = outputs[0].float(), outputs[1].float()
     cameras = Camera.cat([batch.cameras_a, batch.cameras_b])
     fragments = rasterize(cameras.project(torch.cat([vertices, vertices])), faces, settings)
     alpha = soft_silhouette(fragments)
@@ -145,6 +150,9 @@ def training_losses(
     }
     losses["total"] = (losses["iou"] + cfg.laplacian_weight * losses["laplacian"] + cfg.flatten_weight * losses["flatten"]
                        + cfg.color_weight * losses["color"])
+    if head:
+        losses["viewpoint"] = azimuth_loss(outputs[2], batch.azimuths_a)
+        losses["total"] = losses["total"] + cfg.viewpoint_weight * losses["viewpoint"]
     return losses
 
 
@@ -175,7 +183,7 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
     A checkpoint without a weight average (written with ``ema_decay = 0``) starts the average at its weights.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"]["model"] != asdict(cfg.model):
+    if GeneratorConfig.from_dict(state["config"]["model"]) != cfg.model:  # fields added since take their defaults
         raise ValueError(f"{path}: checkpoint was trained with another model config; use a new out_dir")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -190,11 +198,19 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
 
 
 def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tuple[int, list[dict]]:
-    """Copy exported weights into ``model``; returns their step and session ledger, which training continues."""
+    """Copy exported weights into ``model``; returns their step and session ledger, which training continues.
+
+    The viewpoint head may differ: weights without one (or with another) start the configured head afresh, and a
+    head the config does not ask for is left out."""
     source, metadata = load_weights(path)
-    if source.cfg != cfg.model:
+    plain = dict(viewpoint_bins=0, viewpoint_hidden=GeneratorConfig.viewpoint_hidden)
+    if dataclasses.replace(source.cfg, **plain) != dataclasses.replace(cfg.model, **plain):
         raise ValueError(f"{path}: weights have another model config than the training config's [model]")
-    model.load_state_dict(source.state_dict())
+    state = source.state_dict()
+    if source.cfg != cfg.model:
+        state = {k: v for k, v in state.items() if not k.startswith("viewpoint.")}
+        state.update({k: v for k, v in model.state_dict().items() if k.startswith("viewpoint.")})
+    model.load_state_dict(state)
     return int(metadata.get("step", 0)), list(metadata.get("sessions", []))
 
 
