@@ -21,12 +21,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from softras.augment import AugmentSettings
 from softras.data import ViewSet
 from softras.inputs import InputSettings, generator_inputs
-from softras.losses import azimuth_targets
+from softras.losses import azimuth_loss
 from softras.model import Generator, GeneratorConfig, load_weights, save_weights
 
 
@@ -99,12 +98,11 @@ def main() -> None:
 
     head = model.viewpoint.train()
     optimiser = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-4)
-    targets = azimuth_targets(y, args.bins, args.label_spread)
     for epoch in range(args.epochs):
         order = torch.randperm(len(x))
         for s in range(0, len(x), 256):
             i = order[s:s + 256]
-            loss = -(targets[i] * F.log_softmax(head(x[i].float()), 1)).sum(1).mean()
+            loss = azimuth_loss(head(x[i]), y[i], args.label_spread)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
