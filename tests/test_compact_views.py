@@ -14,7 +14,7 @@ def test_lossless_compact_views_read_back_exactly(tiny_data, tmp_path):
         raw, compact = ViewSet(views_path, split), ViewSet(packed, split)
         assert torch.equal(raw.images, compact.images)
         assert np.array_equal(raw.model_index, compact.model_index) and np.array_equal(raw.category, compact.category)
-        assert torch.equal(raw.elevations, compact.elevations) and compact.distance == raw.distance
+        assert torch.equal(raw.elevations, compact.elevations) and torch.equal(compact.distances, raw.distances)
 
 
 def test_lossy_compact_views_keep_alpha_and_a_split(tiny_data, tmp_path):

@@ -3,7 +3,8 @@
 A *views file* (``.npz``) holds renders of a shapes file in the project camera convention:
 
 - ``images`` uint8 (N, V, S, S, 4): straight sRGB colour and alpha, row 0 at the top;
-- ``elevations``, ``azimuths`` float32 (V,), degrees; ``distance``, ``fov`` scalars;
+- ``elevations``, ``azimuths`` float32 (V,), degrees; ``distance`` (object-frame units) and ``fov`` (degrees,
+  full vertical angle) scalars shared by all views, or float32 (V,) per view;
 - ``model_index`` int64 (N,) into the shapes file; ``category``, ``model_id``, ``split`` ('train' / 'val') str (N,).
 
 Cycles renders come from ``python -m softras_blender.training_views``; :func:`render_views` makes the same file
@@ -150,34 +151,47 @@ def _decode_webp(z, keep: np.ndarray) -> np.ndarray:
     return out
 
 
-def _lit_face_colors(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
-    """Face colours under a plain light (ambient 0.7 + key light from above-front), two-sided; (F, 3)."""
+PLAIN_LIGHT = (0.4, 1.0, -0.6, 0.7)
+"""The engine renders' default light: key-light direction (object frame, towards the light) and ambient share."""
+
+
+def _lit_face_colors(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, eye: torch.Tensor,
+                     light: tuple[float, float, float, float] | np.ndarray = PLAIN_LIGHT) -> torch.Tensor:
+    """Face colours (F, 3) under ambient ``light[3]`` plus a key light from direction ``light[:3]`` (object frame),
+    two-sided."""
     tri = vertices[faces]
     n = torch.nn.functional.normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=-1)
     n = n * torch.sign((n * (eye - tri.mean(1))).sum(-1, keepdim=True) + 1e-12)  # face the camera
-    light = torch.nn.functional.normalize(torch.tensor([0.4, 1.0, -0.6]), dim=0)
-    return (colors * (0.7 + 0.3 * (n @ light).clamp(min=0))[:, None]).clamp(0, 1)
+    direction = torch.nn.functional.normalize(torch.tensor(np.asarray(light[:3], np.float32)), dim=0)
+    ambient = float(light[3])
+    return (colors * (ambient + (1 - ambient) * (n @ direction).clamp(min=0))[:, None]).clamp(0, 1)
 
 
 def render_views(
     shapes: Shapes, indices: list[int] | np.ndarray, elevations: list[float], azimuths: list[float], size: int = 64,
-    distance: float = 2.732, fov: float = 30.0,
+    distance: float | np.ndarray = 2.732, fov: float | np.ndarray = 30.0, lights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Render views of shapes with the engine's rasterizer (nearly hard edges, plain lighting).
+    """Render views of shapes with the engine's rasterizer (nearly hard edges, one key light and ambient).
 
-    ``elevations`` and ``azimuths`` (degrees) give one camera per view, both of length V.
+    ``elevations`` and ``azimuths`` (degrees) give one camera per view, both of length V; ``distance`` and ``fov``
+    (degrees, full angle) are scalars or (V,) per view. ``lights``: float (len(indices), V, 4), each render's
+    key-light direction (object frame) and ambient share; None: :data:`PLAIN_LIGHT` for all.
     Returns uint8 (len(indices), V, size, size, 4).
     """
     el, az = np.asarray(elevations, np.float32), np.asarray(azimuths, np.float32)
     if el.shape != az.shape or el.ndim != 1:
         raise ValueError("elevations and azimuths must be 1-d and of equal length")
+    dist, fovs = (np.broadcast_to(np.asarray(x, np.float32), el.shape) for x in (distance, fov))
+    if lights is not None and np.shape(lights) != (len(indices), el.size, 4):
+        raise ValueError(f"lights must have shape ({len(indices)}, {el.size}, 4), got {np.shape(lights)}")
     settings = RasterSettings(size, sigma=1e-7 * (64 / size) ** 2, gamma=1e-5)
     out = np.zeros((len(indices), el.size, size, size, 4), dtype=np.uint8)
     for n, i in enumerate(indices):
         mesh, colors = shapes.mesh(int(i))
-        for k, (e, a) in enumerate(zip(el, az)):
-            cam = Camera.from_angles(distance, float(e), float(a), fov=fov)
-            lit = _lit_face_colors(mesh.vertices, mesh.faces, colors, cam.eye[0])
+        for k in range(el.size):
+            cam = Camera.from_angles(float(dist[k]), float(el[k]), float(az[k]), fov=float(fovs[k]))
+            light = PLAIN_LIGHT if lights is None else lights[n, k]
+            lit = _lit_face_colors(mesh.vertices, mesh.faces, colors, cam.eye[0], light)
             with torch.no_grad():
                 rgba = render_rgba(mesh.vertices, mesh.faces, cam, settings, face_colors=lit)[0]
             out[n, k] = np.round(rgba.numpy() * 255).astype(np.uint8)
@@ -185,7 +199,8 @@ def render_views(
 
 
 class ViewSet:
-    """The views of one split, in memory as uint8; cameras per view."""
+    """The views of one split, in memory as uint8; cameras per view (``elevations``, ``azimuths`` degrees,
+    ``distances``, ``fovs`` degrees: (V,) float32)."""
 
     def __init__(self, path: str | os.PathLike, split: str | None = "train") -> None:
         path = Path(path)
@@ -202,8 +217,9 @@ class ViewSet:
             self.model_index = z["model_index"][keep]
             self.category = z["category"][keep]
             self.model_id = z["model_id"][keep]
-            self.distance = float(z["distance"])
-            self.fov = float(z["fov"])
+            views = len(self.elevations)  # distance and fov: one for all views or one per view
+            self.distances = torch.from_numpy(np.broadcast_to(z["distance"], (views,)).astype(np.float32))
+            self.fovs = torch.from_numpy(np.broadcast_to(z["fov"], (views,)).astype(np.float32))
 
     def concat(self, other: "ViewSet") -> "ViewSet":
         """The models of both sets in one, for training; ``other``'s models get ``model_index`` -1.
@@ -211,7 +227,8 @@ class ViewSet:
         Both must have the same cameras (elevations, azimuths, distance, fov) and image size.
         """
         same = (torch.equal(self.elevations, other.elevations) and torch.equal(self.azimuths, other.azimuths)
-                and self.distance == other.distance and self.fov == other.fov and self.image_size == other.image_size)
+                and torch.equal(self.distances, other.distances) and torch.equal(self.fovs, other.fovs)
+                and self.image_size == other.image_size)
         if not same:
             raise ValueError("view sets must have the same cameras and image size to be concatenated")
         merged = copy.copy(self)
@@ -262,7 +279,7 @@ class ViewSet:
         azimuths = self.azimuths[views]
         if mirrored is not None:
             azimuths = torch.where(mirrored, -azimuths, azimuths)
-        return Camera.from_angles(self.distance, self.elevations[views], azimuths, fov=self.fov)
+        return Camera.from_angles(self.distances[views], self.elevations[views], azimuths, fov=self.fovs[views])
 
     def images_chw(self, models: torch.Tensor, views: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """(B, 4, S, S) float32 straight RGBA in [0, 1] for model and view indices (B,); resized to ``size`` when

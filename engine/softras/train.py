@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -48,6 +49,10 @@ class TrainConfig:
     views: str
     shapes: str
     extra_views: list[str] = field(default_factory=list)  # views files of extra training shapes, never validated
+    # a views file of the same shapes from varied cameras and lights (scripts/varied_views.py), split as ``views``;
+    # ``varied_share`` of the steps (drawn per step) take their batch from its training models
+    varied_views: str | None = None
+    varied_share: float = 0.0
     out_dir: str = "runs/generator"
     export: str | None = None  # weights file (half precision) written at every validation and at the end
     export_best: bool = False  # export only weights whose validation mean voxel IoU beats the export file's own
@@ -112,6 +117,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
         if cfg.input_workers < 0:
             raise ValueError(f"input_workers must be >= 0, got {cfg.input_workers}")
+        if not 0.0 <= cfg.varied_share <= 1.0 or (cfg.varied_share > 0) != (cfg.varied_views is not None):
+            raise ValueError("varied_share must lie in [0, 1], and be > 0 exactly when varied_views is given")
         return cfg
 
     def as_dict(self) -> dict:
@@ -248,6 +255,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
                "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
+               "varied_views": cfg.varied_views, "varied_share": cfg.varied_share,
                "input_elevations": cfg.input_elevations, "validate_elevations": cfg.validate_elevations,
                "mirror": cfg.mirror, "category_balance": cfg.category_balance, "ema_decay": cfg.ema_decay,
                "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter,
@@ -268,7 +276,6 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
         raise ValueError(f"views are {train_views.image_size} px, smaller than the model's {cfg.model.image_size} px")
     inputs = InputSettings(cfg.fill_jitter, cfg.offset_jitter, cfg.augment)
     input_views = train_views.views_at(cfg.input_elevations)
-    model_weights = train_views.model_weights(cfg.category_balance) if cfg.category_balance else None
     faces = model.faces
     settings = RasterSettings(cfg.model.image_size, sigma=cfg.sigma, gamma=cfg.gamma)
     laplacian = LaplacianLoss(faces.cpu(), model.shape_decoder.sign.shape[0]).to(device)
@@ -277,8 +284,15 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     history = out_dir / "log.jsonl"
 
-    sampler = _BatchSampler(train_views, cfg.batch_size // world, cfg.seed, rank, cfg.model.image_size, input_views,
-                            cfg.mirror, model_weights, inputs)
+    def batches(views: ViewSet, input_views: torch.Tensor) -> _BatchSampler:
+        weights = views.model_weights(cfg.category_balance) if cfg.category_balance else None
+        return _BatchSampler(views, cfg.batch_size // world, cfg.seed, rank, cfg.model.image_size, input_views,
+                             cfg.mirror, weights, inputs)
+
+    sampler = batches(train_views, input_views)
+    if cfg.varied_views is not None:
+        varied = _varied_training_views(cfg.varied_views, cfg.views, cfg.model.image_size)
+        sampler = _MixedSampler(sampler, batches(varied, varied.views_at(None)), cfg.varied_share, cfg.seed, rank)
     # The batches of the next steps (intake and augmentation: Pillow and numpy) are prepared while this step trains.
     pool, depth = _input_pool(sampler, cfg.input_workers)
     upcoming: deque[Future] = deque(pool.submit(_sample, s) for s in range(step, step + depth))
@@ -337,7 +351,37 @@ class _BatchSampler:
                                 self.model_weights, self.inputs)
 
 
-_SAMPLER: _BatchSampler | None = None
+@dataclass(frozen=True)
+class _MixedSampler:
+    """Step ``s``'s batch from ``varied`` with probability ``share`` (decided by (seed, s, rank)), else from ``primary``."""
+
+    primary: _BatchSampler
+    varied: _BatchSampler
+    share: float
+    seed: int
+    rank: int
+
+    def __call__(self, s: int) -> TwoViewBatch:
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + s) * 4099 + self.rank + 7919)
+        use_varied = float(torch.rand((), generator=generator)) < self.share
+        return (self.varied if use_varied else self.primary)(s)
+
+
+def _varied_training_views(path: str, views: str, image_size: int) -> ViewSet:
+    """The training models of the varied-camera views file ``path``, refusing any that ``views`` validates on."""
+    varied = ViewSet(path, "train")
+    if varied.image_size < image_size:
+        raise ValueError(f"{path}: views are {varied.image_size} px, smaller than the model's {image_size} px")
+    with np.load(views) as z:
+        validated = set(z["model_id"][z["split"] == "val"].tolist())
+    leaked = sorted(validated.intersection(varied.model_id.tolist()))
+    if leaked:
+        raise ValueError(f"{path} trains on {len(leaked)} models that {views} validates on (e.g. {leaked[0]}): "
+                         f"render both with the same split (softras.data.split_by_model)")
+    return varied
+
+
+_SAMPLER: Callable[[int], TwoViewBatch] | None = None
 """The sampler of this process's training run: input worker processes inherit it when they are forked."""
 
 
@@ -349,7 +393,7 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _input_pool(sampler: _BatchSampler, workers: int) -> tuple[Executor, int]:
+def _input_pool(sampler: Callable[[int], TwoViewBatch], workers: int) -> tuple[Executor, int]:
     """An executor that runs :func:`_sample` and how many steps ahead to keep it busy: one thread, or ``workers``
     forked processes (each on one torch thread) that inherit ``sampler`` without pickling the views."""
     global _SAMPLER
