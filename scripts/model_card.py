@@ -1,13 +1,14 @@
 """Write models/README.md (the model card) from a weights file's own metadata.
 
     softras eval --weights models/softras_generator.pt --data ../shared/data/shapes_train.npz \
-        --views cache/views128_e0_30.npz --elevation 30 --robustness --json > models/eval.json
+        --views cache/views128_e0_30.npz --elevation 30 --robustness --camera-views cache/views_varied.npz \
+        --json > models/eval.json
     .venv/bin/python scripts/model_card.py models/softras_generator.pt --eval models/eval.json --notes models/NOTES.md > models/README.md
 
 The card comes from the weights file (the training config, the session ledger with device, steps and wall time,
 and the validation report that `softras train` stored when it exported the weights) and, with ``--eval``, from the
 output of ``softras eval --json --robustness`` on those weights: the figures through the intake (what users get)
-beside the direct path, and the robustness table.
+beside the direct path, the robustness table and, with ``--camera-views``, the figure for other cameras and lights.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from softras.model import Generator, load_weights, sha256
 
 
 EVAL_COMMAND = ("softras eval --weights models/softras_generator.pt --data ../shared/data/shapes_train.npz "
-                "--views cache/views128_e0_30.npz --elevation 30 --robustness --json")
+                "--views cache/views128_e0_30.npz --elevation 30 --robustness --camera-views cache/views_varied.npz "
+                "--json")
 
 
 def _elevations(values: list[float] | None) -> str:
@@ -71,6 +73,16 @@ def evaluation(result: dict, command: str) -> list[str]:
         lines += [f"| {r['name']} | {r['mean_voxel_iou']:.4f} | {r['change']:+.4f} | {r['agreement']:.4f} | {r['failures']} |"
                   for r in result["robustness"]]
         lines.append("")
+    if "other_cameras" in result:
+        other = result["other_cameras"]
+        lines += [
+            "## Other cameras and lights",
+            "",
+            f"The validation models seen from the cameras of `{other['views']}` (`scripts/varied_views.py`: elevation "
+            "0-50 degrees, distance 2.2-6, random key light and ambient; engine renders), through the intake: mean "
+            f"voxel IoU **{other['mean_voxel_iou']:.4f}** (the standard camera above: {intake['mean_voxel_iou']:.4f}).",
+            "",
+        ]
     return lines
 
 

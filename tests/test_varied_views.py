@@ -114,3 +114,27 @@ def test_varied_views_must_keep_the_validation_models_out(tiny_data, tmp_path):
         train(cfg, log=lambda m: None)
     with pytest.raises(ValueError, match="varied_share"):
         tiny_config(tiny_data, tmp_path / "run", varied_share=0.5)
+
+
+def test_eval_scores_other_cameras_and_the_model_card_reports_them(tiny_data, tiny_weights, varied, capsys):
+    import importlib.util
+    import json
+
+    from softras.cli import main
+    from softras.evaluate import evaluate
+    from softras.model import load_weights
+
+    shapes_path, views_path = tiny_data
+    _, varied_path = varied
+    assert main(["eval", "--weights", str(tiny_weights), "--data", str(shapes_path), "--views", str(views_path),
+                 "--views-per-model", "2", "--camera-views", str(varied_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model, _ = load_weights(tiny_weights)
+    expected = evaluate(model, ViewSet(varied_path, "val"), Shapes.load(shapes_path), views_per_model=2)
+    assert result["other_cameras"]["views"] == str(varied_path)
+    assert result["other_cameras"]["mean_voxel_iou"] == pytest.approx(expected.mean_voxel_iou)
+    spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parents[1] / "scripts" / "model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "\n".join(module.evaluation(result, "softras eval ..."))
+    assert "## Other cameras and lights" in text and f"**{expected.mean_voxel_iou:.4f}**" in text

@@ -137,10 +137,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(model, views, shapes, refine_steps=args.refine, **common)
     direct = evaluate(model, views, shapes, refine_steps=args.refine, path="direct", **common)
     rows = evaluate_robustness(model, views, shapes, **common) if args.robustness else None
+    cameras = None
+    if args.camera_views:  # every view of that file is a candidate: its cameras are not the standard one
+        cameras = evaluate(model, ViewSet(args.camera_views, split), shapes, views_per_model=args.views_per_model)
     if args.json:
         result = {"intake": report.as_dict(), "direct": direct.as_dict()}
         if rows is not None:
             result["robustness"] = [asdict(r) for r in rows]
+        if cameras is not None:
+            result["other_cameras"] = {"views": args.camera_views, **cameras.as_dict()}
         print(json.dumps(result, indent=2))
         return 0
     print(f"through the intake (what users get):\n{format_report(report)}")
@@ -150,6 +155,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
           f"{direct.mean_voxel_iou:.4f}, silhouette IoU {direct.mean_silhouette_iou:.4f}")
     if rows is not None:
         print(f"\nrobustness (refine steps not applied):\n{format_robustness(rows)}")
+    if cameras is not None:
+        print(f"\nviews of {args.camera_views} through the intake: mean voxel IoU {cameras.mean_voxel_iou:.4f}")
     return 0
 
 
@@ -319,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ev.add_argument("--robustness", action="store_true",
                     help="also score the views perturbed as real pictures are (rescaled, shifted, blurred, JPEG, ...)")
+    ev.add_argument("--camera-views", metavar="VIEWS",
+                    help="also score the views of this views file through the intake, e.g. other cameras and lights "
+                         "(scripts/varied_views.py); all of its elevations")
     ev.add_argument("--texture", action="store_true",
                     help="instead: how well projected textures reproduce the input pictures (re-render MAE, textured "
                          "vs vertex colours); needs --views")
