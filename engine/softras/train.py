@@ -204,19 +204,25 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
     return int(state["step"]), list(state.get("sessions", []))
 
 
+_OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden"), "local.": ("local_features", "local_heads")}
+"""Parts of the generator that initial weights may lack or have otherwise: state prefix -> their config fields."""
+
+
 def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tuple[int, list[dict]]:
     """Copy exported weights into ``model``; returns their step and session ledger, which training continues.
 
-    The viewpoint head may differ: weights without one (or with another) start the configured head afresh, and a
-    head the config does not ask for is left out."""
+    The optional parts (the viewpoint head, the local evidence branch) may differ: weights without one (or with
+    another) start the configured part afresh, and a part the config does not ask for is left out."""
     source, metadata = load_weights(path)
-    plain = dict(viewpoint_bins=0, viewpoint_hidden=GeneratorConfig.viewpoint_hidden)
-    if dataclasses.replace(source.cfg, **plain) != dataclasses.replace(cfg.model, **plain):
+    fields = [f for names in _OPTIONAL_PARTS.values() for f in names]
+    defaults = {f: getattr(GeneratorConfig, f) for f in fields}
+    if dataclasses.replace(source.cfg, **defaults) != dataclasses.replace(cfg.model, **defaults):
         raise ValueError(f"{path}: weights have another model config than the training config's [model]")
-    state = source.state_dict()
-    if source.cfg != cfg.model:
-        state = {k: v for k, v in state.items() if not k.startswith("viewpoint.")}
-        state.update({k: v for k, v in model.state_dict().items() if k.startswith("viewpoint.")})
+    state, fresh = source.state_dict(), model.state_dict()
+    for prefix, names in _OPTIONAL_PARTS.items():
+        if any(getattr(source.cfg, f) != getattr(cfg.model, f) for f in names):
+            state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+            state.update({k: v for k, v in fresh.items() if k.startswith(prefix)})
     model.load_state_dict(state)
     return int(metadata.get("step", 0)), list(metadata.get("sessions", []))
 
