@@ -48,20 +48,24 @@ def _tracked(path: Path) -> bool:
 
 
 def prepare(config: Path, job: Path, quality: int, workers: int) -> dict:
-    """Write ``job``/views.npz, init.pt (when the config starts from weights that git does not track) and
-    train.json; returns the sizes of the job's files and of the tree that travels with them."""
+    """Write ``job``/views.npz, varied.npz (the training split of the config's ``varied_views``, if any), init.pt
+    (when the config starts from weights that git does not track) and train.json; returns the sizes of the job's
+    files and of the tree that travels with them."""
     cfg = TrainConfig.from_toml(config)
     if cfg.extra_views:
         raise ValueError("extra views do not travel: use a config without extra_views")
     job.mkdir(parents=True, exist_ok=True)
     compact_views(cfg.views, job / "views.npz", split="train", quality=quality)
+    varied = None
+    if cfg.varied_views:
+        varied = str(compact_views(cfg.varied_views, job / "varied.npz", split="train", quality=quality))
     init = None
     if cfg.init_weights and Path(cfg.init_weights).is_file():
         init = Path(cfg.init_weights)
         if not _tracked(init):  # tracked files travel with the tree anyway
             init = job / "init.pt"
             shutil.copyfile(cfg.init_weights, init)
-    remote = dataclasses.replace(cfg, views=str(job / "views.npz"), shapes="", out_dir=str(job / "run"), export=None,
+    remote = dataclasses.replace(cfg, views=str(job / "views.npz"), varied_views=varied, shapes="", out_dir=str(job / "run"), export=None,
                                  export_best=False, init_weights=None if init is None else str(init), validate_every=0,
                                  checkpoint_every=500, device="cuda", input_workers=workers)
     atomic_write(job / "train.json", lambda fh: fh.write(json.dumps(remote.as_dict(), indent=1).encode()))

@@ -48,3 +48,18 @@ def test_prepare_train_and_receive_round_trip(tiny_data, tmp_path, monkeypatch):
     part.write_bytes(b"x" + part.read_bytes()[1:])
     with pytest.raises(ValueError, match="checksum"):
         gpu_job.join_parts(tmp_path / "out", tmp_path / "again.pt")
+
+
+def test_varied_views_travel_with_the_job(tiny_data, tmp_path):
+    from softras.data import ViewSet
+
+    _, views = tiny_data
+    varied = views  # any views file with both splits and the same split
+    config = _toml(tiny_data, tmp_path, tmp_path / "exported.pt")
+    config.write_text(config.read_text().replace("steps = 3", f'varied_views = "{varied}"\nvaried_share = 0.5\nsteps = 2'))
+    sizes = gpu_job.prepare(config, tmp_path / "job", quality=90, workers=0)
+    remote = json.loads((tmp_path / "job" / "train.json").read_text())
+    assert "varied.npz" in sizes and remote["varied_views"] == str(tmp_path / "job" / "varied.npz")
+    assert len(ViewSet(remote["varied_views"], None).model_id) == len(ViewSet(views, "train").model_id)
+    manifest = gpu_job.run_training(tmp_path / "job", tmp_path / "out", minutes=5, device="cpu")
+    assert manifest["step"] == 2
