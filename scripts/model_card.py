@@ -174,7 +174,8 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         "",
         "## Training",
         "",
-        f"Command: `softras train --config configs/generator.toml` (resumes from `{cfg['out_dir']}/checkpoint.pt`).",
+        f"Command: `softras train --config C`, C holding the training config stored with these weights (the last "
+        f"session's run directory: `{cfg['out_dir']}`); `configs/generator.toml` continues from the shipped weights.",
         f"Adam (learning rate per session below), sigma {cfg['sigma']}, gamma {cfg['gamma']}; loss = soft IoU + {cfg['laplacian_weight']} "
         f"Laplacian + {cfg['flatten_weight']} flatten + {cfg['color_weight']} colour L1; bf16 autocast: {cfg.get('bf16', False)}.",
         "Weights shipped: " + (f"an exponential moving average (decay {cfg['ema_decay']}) of the trained weights and their "
