@@ -72,3 +72,22 @@ def test_training_adds_the_branch_to_weights_without_it(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="another model config"):
         train(tiny_config(tiny_data, tmp_path / "bad", steps=0, init_weights=str(plain_weights),
                           model=dataclasses.asdict(other)), log=lambda m: None)
+
+
+def test_the_branch_can_learn_at_its_own_rate(tiny_data, tmp_path):
+    from softras.train import _param_groups
+
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=2, model=LOCAL, local_lr=5e-3)
+    model = Generator(cfg.model)
+    groups = _param_groups(model, cfg)
+    assert [g["lr"] for g in groups] == [cfg.lr, 5e-3]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.local.parameters()}
+    train(cfg, log=lambda m: None)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert [g["lr"] for g in saved["optimizer"]["param_groups"]] == [cfg.lr, 5e-3]
+    train(tiny_config(tiny_data, tmp_path / "run", steps=3, model=LOCAL, local_lr=1e-3), log=lambda m: None)  # resumes
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 3 and [g["lr"] for g in saved["optimizer"]["param_groups"]] == [cfg.lr, 1e-3]
+    with pytest.raises(ValueError, match="local_lr needs"):
+        train(tiny_config(tiny_data, tmp_path / "plain", steps=1, local_lr=1e-3), log=lambda m: None)
