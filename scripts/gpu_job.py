@@ -65,8 +65,9 @@ def prepare(config: Path, job: Path, quality: int, workers: int) -> dict:
         if not _tracked(init):  # tracked files travel with the tree anyway
             init = job / "init.pt"
             shutil.copyfile(cfg.init_weights, init)
-    remote = dataclasses.replace(cfg, views=str(job / "views.npz"), varied_views=varied, shapes="", out_dir=str(job / "run"), export=None,
-                                 export_best=False, init_weights=None if init is None else str(init), validate_every=0,
+    remote = dataclasses.replace(cfg, views=str(job / "views.npz"), varied_views=varied, shapes="",
+                                 out_dir=str(job / "run"), export=None, export_best=False,
+                                 init_weights=None if init is None else str(init), validate_every=0,
                                  checkpoint_every=500, device="cuda", input_workers=workers)
     atomic_write(job / "train.json", lambda fh: fh.write(json.dumps(remote.as_dict(), indent=1).encode()))
     sizes = {p.name: p.stat().st_size for p in job.iterdir() if p.is_file()}

@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from softras.model import Generator, load_weights, sha256
 
 
@@ -78,30 +80,36 @@ def evaluation(result: dict, command: str) -> list[str]:
         lines += [
             "## Other cameras and lights",
             "",
-            f"The validation models seen from the cameras of `{other['views']}` (`scripts/varied_views.py`: elevation "
-            "0-50 degrees, distance 2.2-6, random key light and ambient; engine renders), through the intake: mean "
-            f"voxel IoU **{other['mean_voxel_iou']:.4f}** (the standard camera above: {intake['mean_voxel_iou']:.4f}).",
+            f"The validation models seen from the cameras of `{other['views']}` (elevation "
+            f"{other['elevations'][0]:.0f}-{other['elevations'][1]:.0f} degrees, distance {other['distances'][0]:.1f}-"
+            f"{other['distances'][1]:.1f}; `scripts/varied_views.py` renders such views under random lights), through "
+            f"the intake: mean voxel IoU **{other['mean_voxel_iou']:.4f}** (the standard camera above: "
+            f"{intake['mean_voxel_iou']:.4f}).",
             "",
         ]
     return lines
+
+
+def _millions(module: torch.nn.Module) -> float:
+    """Parameters of ``module``, in millions."""
+    return sum(p.numel() for p in module.parameters()) / 1e6
 
 
 def _architecture(model: Generator, meta: dict) -> list[str]:
     cfg = model.cfg
     side = cfg.image_size // 2 ** len(cfg.conv_channels)
     width = cfg.encoder_reduce or cfg.conv_channels[-1]
-    count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6
     reduce = (f", a 1x1 convolution to {cfg.encoder_reduce} channels (+ BatchNorm, ReLU)" if cfg.encoder_reduce else "")
     return [
         "## Architecture",
         "",
-        f"Encoder ({count(model.encoder):.1f} M parameters): {len(cfg.conv_channels)} convolutions 5x5 stride 2 "
+        f"Encoder ({_millions(model.encoder):.1f} M parameters): {len(cfg.conv_channels)} convolutions 5x5 stride 2 "
         f"({', '.join(map(str, cfg.conv_channels))} channels, BatchNorm, ReLU){reduce}, flattened "
         f"({width} x {side} x {side} = {width * side * side}) into fully connected layers "
-        f"{', '.join(map(str, cfg.encoder_fc))}. Shape decoder ({count(model.shape_decoder):.1f} M): fully connected "
+        f"{', '.join(map(str, cfg.encoder_fc))}. Shape decoder ({_millions(model.shape_decoder):.1f} M): fully connected "
         f"{', '.join(map(str, cfg.decoder_fc))}, then a centroid and per-vertex offsets of the "
         f"{model.shape_decoder.sign.shape[0]}-vertex icosphere (level {cfg.template_level}, {model.faces.shape[0]} faces). "
-        f"Colour decoder ({count(model.color_decoder):.1f} M): a palette of {cfg.palette_size} colours sampled from "
+        f"Colour decoder ({_millions(model.color_decoder):.1f} M): a palette of {cfg.palette_size} colours sampled from "
         f"the input and a per-vertex mixture of it." + _local_evidence(model) + _viewpoint_head(model, meta),
         "",
     ]
@@ -112,8 +120,7 @@ def _local_evidence(model: Generator) -> str:
     if model.local is None:
         return ""
     cfg, side = model.cfg, model.cfg.image_size // 4
-    params = sum(p.numel() for p in model.local.parameters()) / 1e6
-    return (f" Local evidence ({params:.2f} M): every vertex attends ({cfg.local_heads} heads) over {side} x {side} "
+    return (f" Local evidence ({_millions(model.local):.2f} M): every vertex attends ({cfg.local_heads} heads) over {side} x {side} "
             f"image features of {cfg.local_features} channels and adds what it finds to its offset.")
 
 
@@ -122,8 +129,7 @@ def _viewpoint_head(model: Generator, meta: dict) -> str:
     if model.viewpoint is None:
         return ""
     cfg = model.cfg
-    params = sum(p.numel() for p in model.viewpoint.parameters()) / 1e6
-    text = (f" Viewpoint head ({params:.2f} M): fully connected {cfg.viewpoint_hidden}, then {cfg.viewpoint_bins} azimuth "
+    text = (f" Viewpoint head ({_millions(model.viewpoint):.2f} M): fully connected {cfg.viewpoint_hidden}, then {cfg.viewpoint_bins} azimuth "
             f"bins of {360 / cfg.viewpoint_bins:g} degrees, trained on the frozen encoder's codes "
             f"(`scripts/train_viewpoint_head.py`); the viewpoint estimates of textures and refinement weigh it")
     r = meta.get("viewpoint_head", {}).get("validation_elevation_30")

@@ -132,9 +132,13 @@ def test_eval_scores_other_cameras_and_the_model_card_reports_them(tiny_data, ti
     model, _ = load_weights(tiny_weights)
     expected = evaluate(model, ViewSet(varied_path, "val"), Shapes.load(shapes_path), views_per_model=2)
     assert result["other_cameras"]["views"] == str(varied_path)
+    cameras = ViewSet(varied_path, None)
+    assert result["other_cameras"]["elevations"] == pytest.approx([float(cameras.elevations.min()), float(cameras.elevations.max())])
+    assert result["other_cameras"]["distances"] == pytest.approx([float(cameras.distances.min()), float(cameras.distances.max())])
     assert result["other_cameras"]["mean_voxel_iou"] == pytest.approx(expected.mean_voxel_iou)
     spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parents[1] / "scripts" / "model_card.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = "\n".join(module.evaluation(result, "softras eval ..."))
     assert "## Other cameras and lights" in text and f"**{expected.mean_voxel_iou:.4f}**" in text
+    assert f"elevation {cameras.elevations.min():.0f}-{cameras.elevations.max():.0f} degrees" in text

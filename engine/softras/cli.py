@@ -137,15 +137,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(model, views, shapes, refine_steps=args.refine, **common)
     direct = evaluate(model, views, shapes, refine_steps=args.refine, path="direct", **common)
     rows = evaluate_robustness(model, views, shapes, **common) if args.robustness else None
-    cameras = None
+    cameras = camera_views = None
     if args.camera_views:  # every view of that file is a candidate: its cameras are not the standard one
-        cameras = evaluate(model, ViewSet(args.camera_views, split), shapes, views_per_model=args.views_per_model)
+        camera_views = ViewSet(args.camera_views, split)
+        cameras = evaluate(model, camera_views, shapes, views_per_model=args.views_per_model)
     if args.json:
         result = {"intake": report.as_dict(), "direct": direct.as_dict()}
         if rows is not None:
             result["robustness"] = [asdict(r) for r in rows]
         if cameras is not None:
-            result["other_cameras"] = {"views": args.camera_views, **cameras.as_dict()}
+            spans = {k: [float(v.min()), float(v.max())] for k, v in
+                     (("elevations", camera_views.elevations), ("distances", camera_views.distances))}
+            result["other_cameras"] = {"views": args.camera_views, **spans, **cameras.as_dict()}
         print(json.dumps(result, indent=2))
         return 0
     print(f"through the intake (what users get):\n{format_report(report)}")

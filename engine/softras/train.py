@@ -200,14 +200,9 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
             ema.load_state_dict(state["ema"])
         else:
             ema.update_parameters(model)
-    for group, lr in zip(optimizer.param_groups, _learning_rates(cfg)):  # the config's rates apply to a resumed run
-        group["lr"] = lr
+    for group, wanted in zip(optimizer.param_groups, _param_groups(model, cfg)):  # the config's rates apply to a resumed run
+        group["lr"] = wanted["lr"]
     return int(state["step"]), list(state.get("sessions", []))
-
-
-def _learning_rates(cfg: TrainConfig) -> list[float]:
-    """The learning rate of each of :func:`_param_groups`' groups."""
-    return [cfg.lr] if cfg.local_lr is None else [cfg.lr, cfg.local_lr]
 
 
 def _param_groups(model: Generator, cfg: TrainConfig) -> list[dict]:
@@ -295,8 +290,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     train_views = ViewSet(cfg.views, "train")
     for path in cfg.extra_views:
         train_views = train_views.concat(ViewSet(path, None))
-    if train_views.image_size < cfg.model.image_size:
-        raise ValueError(f"views are {train_views.image_size} px, smaller than the model's {cfg.model.image_size} px")
+    _check_size(train_views, cfg.views, cfg.model.image_size)
     inputs = InputSettings(cfg.fill_jitter, cfg.offset_jitter, cfg.augment)
     input_views = train_views.views_at(cfg.input_elevations)
     faces = model.faces
@@ -354,6 +348,11 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     return checkpoint
 
 
+def _step_generator(seed: int, s: int, rank: int, stream: int = 0) -> torch.Generator:
+    """A random generator that depends only on (seed, step ``s``, rank) and ``stream`` (independent draws)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + s) * 4099 + rank + stream)
+
+
 @dataclass(frozen=True)
 class _BatchSampler:
     """The training batch of step ``s`` (``self(s)``), which depends only on (seed, s, rank)."""
@@ -369,7 +368,7 @@ class _BatchSampler:
     inputs: InputSettings
 
     def __call__(self, s: int) -> TwoViewBatch:
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + s) * 4099 + self.rank)
+        generator = _step_generator(self.seed, s, self.rank)
         return sample_two_views(self.views, self.batch_size, generator, self.size, self.input_views, self.mirror,
                                 self.model_weights, self.inputs)
 
@@ -385,16 +384,20 @@ class _MixedSampler:
     rank: int
 
     def __call__(self, s: int) -> TwoViewBatch:
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + s) * 4099 + self.rank + 7919)
+        generator = _step_generator(self.seed, s, self.rank, stream=7919)
         use_varied = float(torch.rand((), generator=generator)) < self.share
         return (self.varied if use_varied else self.primary)(s)
+
+
+def _check_size(views: ViewSet, path: str, image_size: int) -> None:
+    if views.image_size < image_size:
+        raise ValueError(f"{path}: views are {views.image_size} px, smaller than the model's {image_size} px")
 
 
 def _varied_training_views(path: str, views: str, image_size: int) -> ViewSet:
     """The training models of the varied-camera views file ``path``, refusing any that ``views`` validates on."""
     varied = ViewSet(path, "train")
-    if varied.image_size < image_size:
-        raise ValueError(f"{path}: views are {varied.image_size} px, smaller than the model's {image_size} px")
+    _check_size(varied, path, image_size)
     with np.load(views) as z:
         validated = set(z["model_id"][z["split"] == "val"].tolist())
     leaked = sorted(validated.intersection(varied.model_id.tolist()))
