@@ -139,6 +139,46 @@ def _viewpoint_head(model: Generator, meta: dict) -> str:
     return text + "."
 
 
+def _steps(meta: dict) -> str:
+    if "average" not in meta:
+        return str(meta["step"])
+    return "a weight average of steps " + ", ".join(str(part["step"]) for part in meta["average"])
+
+
+def _session_table(sessions: list[dict], cfg: dict) -> list[str]:
+    """The ledger of training sessions, a row each: device, learning rate, views and their settings, steps, time."""
+    lines = ["| session start | device | processes | learning rate | views (+ extra; varied share), input elevations, "
+             "mirrored, category balance, EMA decay | steps | wall time |",
+             "|---|---|---|---|---|---|---|"]
+    for s in sessions:
+        extra = f" + {len(s['extra_views'])} extra" if s.get("extra_views") else ""
+        if s.get("varied_views"):
+            extra += f"; `{s['varied_views']}` for {s['varied_share']:.0%} of the batches"
+        validated = f" (validated at {_validated_at(s)})" if s.get("validate_elevations") is not None else ""
+        views = (f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}{validated}, {s.get('mirror', False)}, "
+                 f"{s.get('category_balance', 0.0)}, {s.get('ema_decay', 0.0)}") if "views" in s else "?"
+        lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {views} "
+                     f"| {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
+    return lines
+
+
+def _average(meta: dict) -> list[str]:
+    """The card's section on a weight average (`softras average`): its sources and the sessions each adds."""
+    if "average" not in meta:
+        return []
+    lines = ["", "## Weight average", "",
+             "These weights are a weighted average of the tensors of generators fine-tuned from one start "
+             "(`softras average`, a model soup), validated anew as the first source's training validates. "
+             "The sessions above are the first source's; the others continue it with the sessions below.", "",
+             "| source | sha256 | coefficient | step |", "|---|---|---:|---:|"]
+    lines += [f"| `{p['file']}` | `{p['sha256'][:16]}...` | {p['coefficient']:g} | {p['step']} |" for p in meta["average"]]
+    for p in meta["average"]:
+        if p["sessions"]:
+            lines += ["", f"Sessions of `{p['file']}` (coefficient {p['coefficient']:g}):", "",
+                      *_session_table(p["sessions"], meta["train_config"])]
+    return lines
+
+
 def card(path: Path, eval_result: dict | None = None, eval_command: str = "") -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
@@ -155,7 +195,7 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         "|---|---|",
         f"| sha256 | `{sha256(path)}` |",
         f"| size | {path.stat().st_size / 2**20:.1f} MiB, float16 ({params / 1e6:.1f} M parameters) |",
-        f"| steps | {meta['step']} (batch {cfg['batch_size']} objects x 2 views) |",
+        f"| steps | {_steps(meta)} (batch {cfg['batch_size']} objects x 2 views) |",
         f"| training time | {hours:.2f} h over {len(sessions)} session(s) |",
         f"| torch | {meta.get('torch', '?')} |",
         "| load | `softras.model.load_weights(path)` (uses `torch.load(..., weights_only=True)`) |",
@@ -187,19 +227,12 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         "Weights shipped: " + (f"an exponential moving average (decay {cfg['ema_decay']}) of the trained weights and their "
                                 "BatchNorm statistics." if cfg.get("ema_decay") else "the trained weights themselves."),
         "",
-        "| session start | device | processes | learning rate | views (+ extra), input elevations, mirrored, category balance, EMA decay | steps | wall time |",
-        "|---|---|---|---|---|---|---|",
+        *_session_table(sessions, cfg),
+        *_average(meta),
     ]
-    for s in sessions:
-        extra = f" + {len(s['extra_views'])} extra" if s.get("extra_views") else ""
-        validated = f" (validated at {_validated_at(s)})" if s.get("validate_elevations") is not None else ""
-        views = (f"`{s['views']}`{extra}, {_elevations(s.get('input_elevations'))}{validated}, {s.get('mirror', False)}, "
-                 f"{s.get('category_balance', 0.0)}, {s.get('ema_decay', 0.0)}") if "views" in s else "?"
-        lines.append(f"| {s['started']} | {s['device']} | {s['processes']} | {s.get('lr', cfg['lr'])} | {views} "
-                     f"| {s['start_step']} -> {s['end_step']} | {s['seconds'] / 60:.1f} min |")
     lines += [
         "",
-        f"## Validation (step {meta['step']})",
+        f"## Validation ({'the average' if 'average' in meta else 'step ' + str(meta['step'])})",
         "",
         "Voxel IoU: the mesh reconstructed from one view, voxelised as surface plus interior at 32^3, against "
         f"`voxels_shell` (the paper's protocol); {cfg['validate_views']} input views per validation model, "

@@ -101,6 +101,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_average(args: argparse.Namespace) -> int:
+    from softras.weight_average import average_weight_files
+
+    coefficients = args.coefficients or [1.0 / len(args.sources)] * len(args.sources)
+    out = average_weight_files(args.sources, coefficients, args.output)
+    print(out)
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
@@ -315,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-minutes", type=_positive_float, help="stop (with a checkpoint) after this many minutes")
     train.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
     train.set_defaults(func=_cmd_train)
+
+    avg = sub.add_parser("average", help="average the weights of generators fine-tuned from one start (a model soup), "
+                                         "validated as the first one's training validates")
+    avg.add_argument("sources", nargs="+", metavar="WEIGHTS",
+                     help="weights files or `softras train` checkpoints (their weight average), of one model config")
+    avg.add_argument("--coefficients", type=float, nargs="+", metavar="C",
+                     help="one per source, >= 0, summing to 1 (default: equal)")
+    avg.add_argument("-o", "--output", required=True, help="weights file to write")
+    avg.set_defaults(func=_cmd_average)
 
     ev = sub.add_parser("eval", help="voxel IoU (with precision and recall) and silhouette IoU per category of a "
                                      "generator on a shapes file")

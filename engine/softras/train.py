@@ -31,7 +31,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from softras.augment import AugmentSettings
 from softras.camera import Camera
 from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
-from softras.evaluate import evaluate, format_report
+from softras.evaluate import EvalReport, evaluate, format_report
 from softras.inputs import InputSettings
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, soft_iou_loss
@@ -105,7 +105,7 @@ class TrainConfig:
     def from_dict(cls, raw: dict) -> "TrainConfig":
         raw = dict(raw)
         model = GeneratorConfig.from_dict(raw.pop("model", {}))
-        if "augment" in raw:
+        if raw.get("augment") is not None:  # None (no augmentation) as written by as_dict
             raw["augment"] = AugmentSettings.from_dict(raw["augment"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - known
@@ -451,13 +451,20 @@ def _time_is_up(deadline: float | None, distributed: bool, device: torch.device)
     return up
 
 
+def validate(model: Generator, cfg: TrainConfig) -> tuple[EvalReport, dict]:
+    """Training's validation of ``model``: ``cfg.validate_views`` views of every validation model of ``cfg.views``
+    at the validation elevations, each through the intake; returns the report and the protocol that names it."""
+    elevations = cfg.validate_elevations if cfg.validate_elevations is not None else cfg.input_elevations
+    protocol = {"input": "intake", "views": cfg.views, "views_per_model": cfg.validate_views, "elevations": elevations}
+    report = evaluate(model, ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes), views_per_model=cfg.validate_views,
+                      elevations=elevations)
+    return report, protocol
+
+
 def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions: list[dict], log: Callable[[str], None]) -> None:
     """Validate ``model`` through the intake and export it (with ``export_best``: only when it beats the export
     file, whose figure is taken from its metadata when measured the same way and measured anew otherwise)."""
-    elevations = cfg.validate_elevations if cfg.validate_elevations is not None else cfg.input_elevations
-    protocol = {"input": "intake", "views": cfg.views, "views_per_model": cfg.validate_views, "elevations": elevations}
-    views, shapes = ViewSet(cfg.views, "val"), Shapes.load(cfg.shapes)
-    report = evaluate(model, views, shapes, views_per_model=cfg.validate_views, elevations=elevations)
+    report, protocol = validate(model, cfg)
     log(f"validation at step {step} (through the intake):\n{format_report(report)}")
     with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
         fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")
@@ -469,8 +476,7 @@ def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions
             if metadata.get("validation_protocol") == protocol:
                 best = float(metadata["validation"]["mean_voxel_iou"])
             else:
-                best = evaluate(exported.to(next(model.parameters()).device), views, shapes,
-                                views_per_model=cfg.validate_views, elevations=elevations).mean_voxel_iou
+                best = validate(exported.to(next(model.parameters()).device), cfg)[0].mean_voxel_iou
         except (WeightsError, KeyError, TypeError, ValueError):
             best = None  # an unreadable or foreign export is replaced
         if best is not None and report.mean_voxel_iou <= best:

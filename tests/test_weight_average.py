@@ -1,0 +1,117 @@
+"""Weight averages of generators (softras.weight_average, `softras average`): the arithmetic, reading training
+checkpoints, and the averaged file's validation, metadata and model card."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL
+from softras.cli import main
+from softras.model import Generator, GeneratorConfig, load_weights, sha256
+from softras.train import train, validate
+from softras.weight_average import average_generators, read_generator
+
+from test_generator import tiny_config
+
+
+def _generator(seed: int, **overrides) -> Generator:
+    torch.manual_seed(seed)
+    model = Generator(GeneratorConfig(**{**TINY_MODEL, **overrides}))
+    with torch.no_grad():  # BatchNorm statistics that differ between the two, so that their average is checked too
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(seed + 1)
+    return model.eval()
+
+
+def test_average_is_the_weighted_sum_of_every_floating_tensor():
+    a, b = _generator(0), _generator(1)
+    mixed = average_generators([a, b], [0.25, 0.75])
+    sa, sb, sm = a.state_dict(), b.state_dict(), mixed.state_dict()
+    assert set(sm) == set(sa)
+    for key, value in sm.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.25 * sa[key] + 0.75 * sb[key])
+        else:
+            assert torch.equal(value, sa[key])  # the batch counters: the first generator's
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
+    alone = average_generators([a, b], [1.0, 0.0])
+    images = torch.rand(2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(alone(images)[0], a(images)[0])
+        assert not torch.allclose(mixed(images)[0], a(images)[0])
+
+
+def test_average_refuses_bad_coefficients_and_other_configs():
+    a, b = _generator(0), _generator(1)
+    with pytest.raises(ValueError, match="sum to 1"):
+        average_generators([a, b], [0.5, 0.6])
+    with pytest.raises(ValueError, match=">= 0"):
+        average_generators([a, b], [1.5, -0.5])
+    with pytest.raises(ValueError, match="one coefficient per generator"):
+        average_generators([a, b], [1.0])
+    with pytest.raises(ValueError, match="different configs"):
+        average_generators([a, _generator(1, palette_size=3)], [0.5, 0.5])
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_a_training_checkpoint_reads_as_its_weight_average(tiny_data, tmp_path, ema_decay):
+    cfg = tiny_config(tiny_data, tmp_path, steps=2, ema_decay=ema_decay)
+    train(cfg, log=lambda m: None)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    model, metadata = read_generator(tmp_path / "checkpoint.pt")
+    expected = ({k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+                if ema_decay else state["model"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key])
+    if ema_decay:
+        assert not all(torch.equal(state["model"][k], expected[k]) for k in expected)
+    assert metadata["step"] == 2 and metadata["train_config"]["out_dir"] == str(tmp_path)
+    assert not model.training
+
+
+def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_data, tmp_path, capsys):
+    start = tmp_path / "start.pt"
+    train(tiny_config(tiny_data, tmp_path / "start", steps=2, export=str(start)), log=lambda m: None)
+    train(tiny_config(tiny_data, tmp_path / "tuned", steps=4, init_weights=str(start), ema_decay=0.5, seed=3),
+          log=lambda m: None)
+    checkpoint = tmp_path / "tuned" / "checkpoint.pt"
+    out = tmp_path / "soup.pt"
+    assert main(["average", str(start), str(checkpoint), "--coefficients", "0.5", "0.5", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+
+    model, metadata = load_weights(out)
+    expected = average_generators([read_generator(start)[0], read_generator(checkpoint)[0]], [0.5, 0.5])
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected.state_dict()[key].half().to(value.dtype))
+    start_meta = load_weights(start)[1]
+    report, protocol = validate(model, tiny_config(tiny_data, tmp_path / "start", steps=2, export=str(start)))
+    assert metadata["validation"]["mean_voxel_iou"] == pytest.approx(report.mean_voxel_iou)
+    assert metadata["validation_protocol"] == protocol
+    assert metadata["train_config"] == start_meta["train_config"] and metadata["step"] == 4
+    sources = metadata["average"]
+    assert [(s["file"], s["coefficient"], s["step"]) for s in sources] == [("start.pt", 0.5, 2), ("checkpoint.pt", 0.5, 4)]
+    assert sources[0]["sha256"] == sha256(start) and sources[0]["sessions"] == []
+    assert [(s["start_step"], s["end_step"]) for s in sources[1]["sessions"]] == [(2, 4)]
+
+    spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parents[1] / "scripts" / "model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.card(out)
+    assert "## Weight average" in text and "a weight average of steps 2, 4" in text
+    assert "| `checkpoint.pt` |" in text and "| 2 -> 4 |" in text
+
+
+def test_softras_average_reports_bad_input_and_writes_nothing(tiny_weights, tmp_path, capsys):
+    out = tmp_path / "soup.pt"
+    assert main(["average", str(tiny_weights), str(tiny_weights), "--coefficients", "0.7", "0.7", "-o", str(out)]) == 2
+    assert "sum to 1" in capsys.readouterr().err and not out.exists()
+    assert main(["average", str(tiny_weights), str(tmp_path / "missing.pt"), "-o", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "junk.pt").write_bytes(b"not torch")
+    assert main(["average", str(tiny_weights), str(tmp_path / "junk.pt"), "-o", str(out)]) == 2
+    assert "not a readable weights file" in capsys.readouterr().err and not out.exists()
