@@ -6,6 +6,7 @@ interval over validation models (the split has one model in many categories, so 
 is often noise), the share of views where B is better, and the per-category means.
 
     python scripts/compare_weights.py models/softras_generator.pt runs/lean/best.pt --views-per-model 8
+    python scripts/compare_weights.py A B --views cache/views_varied.npz --elevation   # other cameras, every view
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ def main() -> None:
     parser.add_argument("b")
     parser.add_argument("--views", default="cache/views128_e0_30.npz")
     parser.add_argument("--data", default="../shared/data/shapes_train.npz")
-    parser.add_argument("--elevation", type=float, default=30.0)
+    parser.add_argument("--elevation", type=float, nargs="*", default=[30.0],
+                        help="input views at these elevations, degrees; given without values: every view (a views "
+                             "file of varied cameras)")
     parser.add_argument("--views-per-model", type=int, default=8)
     parser.add_argument("--bootstrap", type=int, default=2000)
     args = parser.parse_args()
     shapes, views = Shapes.load(args.data), ViewSet(args.views, "val")
-    models, view_ids = _selection(views, args.views_per_model, [args.elevation])
+    models, view_ids = _selection(views, args.views_per_model, args.elevation or None)
     a, b = (view_ious(w, views, shapes, models, view_ids) for w in (args.a, args.b))
     categories = np.array([str(views.category[i]) for i in models.tolist()])
     owner = models.numpy()

@@ -184,7 +184,8 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
     cfg, val = meta["train_config"], meta["validation"]
     params = sum(p.numel() for p in model.parameters())
     sessions = meta.get("sessions", [])
-    hours = sum(s["seconds"] for s in sessions) / 3600
+    every = sessions + [s for part in meta.get("average", []) for s in part["sessions"]]
+    hours = sum(s["seconds"] for s in every) / 3600
     lines = [
         "# SoftRas generator: model card",
         "",
@@ -196,7 +197,7 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         f"| sha256 | `{sha256(path)}` |",
         f"| size | {path.stat().st_size / 2**20:.1f} MiB, float16 ({params / 1e6:.1f} M parameters) |",
         f"| steps | {_steps(meta)} (batch {cfg['batch_size']} objects x 2 views) |",
-        f"| training time | {hours:.2f} h over {len(sessions)} session(s) |",
+        f"| training time | {hours:.2f} h over {len(every)} session(s) |",
         f"| torch | {meta.get('torch', '?')} |",
         "| load | `softras.model.load_weights(path)` (uses `torch.load(..., weights_only=True)`) |",
         "",

@@ -103,7 +103,7 @@ def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_
     spec.loader.exec_module(module)
     text = module.card(out)
     assert "## Weight average" in text and "a weight average of steps 2, 4" in text
-    assert "| `checkpoint.pt` |" in text and "| 2 -> 4 |" in text
+    assert "| `checkpoint.pt` |" in text and "| 2 -> 4 |" in text and "over 2 session(s)" in text
 
 
 def test_softras_average_reports_bad_input_and_writes_nothing(tiny_weights, tmp_path, capsys):
