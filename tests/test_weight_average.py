@@ -94,7 +94,7 @@ def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_
     assert metadata["validation_protocol"] == protocol
     assert metadata["train_config"] == start_meta["train_config"] and metadata["step"] == 4
     sources = metadata["average"]
-    assert [(s["file"], s["coefficient"], s["step"]) for s in sources] == [("start.pt", 0.5, 2), ("checkpoint.pt", 0.5, 4)]
+    assert [(s["file"], s["coefficient"], s["step"]) for s in sources] == [(str(start), 0.5, 2), (str(checkpoint), 0.5, 4)]
     assert sources[0]["sha256"] == sha256(start) and sources[0]["sessions"] == []
     assert [(s["start_step"], s["end_step"]) for s in sources[1]["sessions"]] == [(2, 4)]
 
@@ -103,7 +103,7 @@ def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_
     spec.loader.exec_module(module)
     text = module.card(out)
     assert "## Weight average" in text and "a weight average of steps 2, 4" in text
-    assert "| `checkpoint.pt` |" in text and "| 2 -> 4 |" in text and "over 2 session(s)" in text
+    assert f"| `{checkpoint}` |" in text and "| 2 -> 4 |" in text and "over 2 session(s)" in text
 
 
 def test_softras_average_reports_bad_input_and_writes_nothing(tiny_weights, tmp_path, capsys):

@@ -78,7 +78,7 @@ def average_weight_files(sources: Sequence[str | Path], coefficients: Sequence[f
     The result is validated as the first source's training validates (its stored training config: views, shapes
     file, views per model, elevations, through the intake), so that its metadata and model card state a figure
     measured on it. The metadata is the first source's (training config, sessions) with that validation, ``step``
-    the largest of the sources', and ``average``: per source its file name, sha256, coefficient, step and the
+    the largest of the sources', and ``average``: per source its path as given, sha256, coefficient, step and the
     training sessions it has beyond the first source's. Written atomically, float16 like every weights file.
     """
     from softras.train import TrainConfig, validate
@@ -90,7 +90,7 @@ def average_weight_files(sources: Sequence[str | Path], coefficients: Sequence[f
         raise WeightsError(f"{sources[0]}: has no training config to validate the average with")
     report, protocol = validate(model, TrainConfig.from_dict(base["train_config"]))
     shared = base.get("sessions", [])
-    parts = [{"file": Path(p).name, "sha256": sha256(p), "coefficient": float(c), "step": int(meta.get("step", 0)),
+    parts = [{"file": str(p), "sha256": sha256(p), "coefficient": float(c), "step": int(meta.get("step", 0)),
               "sessions": [s for s in meta.get("sessions", []) if s not in shared]}
              for p, c, (_, meta) in zip(sources, coefficients, loaded)]
     metadata = {"step": max(part["step"] for part in parts), "validation": report.as_dict(),
