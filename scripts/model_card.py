@@ -182,7 +182,6 @@ def _average(meta: dict) -> list[str]:
 def card(path: Path, eval_result: dict | None = None, eval_command: str = "") -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
-    params = sum(p.numel() for p in model.parameters())
     sessions = meta.get("sessions", [])
     every = sessions + [s for part in meta.get("average", []) for s in part["sessions"]]
     hours = sum(s["seconds"] for s in every) / 3600
@@ -195,7 +194,7 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         "| | |",
         "|---|---|",
         f"| sha256 | `{sha256(path)}` |",
-        f"| size | {path.stat().st_size / 2**20:.1f} MiB, float16 ({params / 1e6:.1f} M parameters) |",
+        f"| size | {path.stat().st_size / 2**20:.1f} MiB, float16 ({_millions(model):.1f} M parameters) |",
         f"| steps | {_steps(meta)} (batch {cfg['batch_size']} objects x 2 views) |",
         f"| training time | {hours:.2f} h over {len(every)} session(s) |",
         f"| torch | {meta.get('torch', '?')} |",

@@ -23,7 +23,8 @@ from torch import nn
 
 from softras.mesh import icosphere
 
-__all__ = ["GeneratorConfig", "Generator", "LocalEvidence", "ViewpointHead", "save_weights", "load_weights", "WeightsError"]
+__all__ = ["GeneratorConfig", "Generator", "LocalEvidence", "ViewpointHead", "save_weights", "load_weights", "WeightsError",
+           "read_torch_file", "generator_from_payload"]
 
 WEIGHTS_FORMAT = "softras-generator"
 WEIGHTS_VERSION = 1
@@ -275,13 +276,23 @@ def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> 
     Raises FileNotFoundError for a missing file and :class:`WeightsError` with a one-line reason for anything
     else that is wrong (not a torch file, truncated, another format, mismatched tensors).
     """
+    return generator_from_payload(path, read_torch_file(path, map_location))
+
+
+def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> object:
+    """The object saved in ``path`` (``torch.load(..., weights_only=True)``): FileNotFoundError for a missing file,
+    :class:`WeightsError` with a one-line reason for one torch cannot read."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
         raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+def generator_from_payload(path: str | Path, payload: object) -> tuple[Generator, dict]:
+    """The generator of a :func:`save_weights` payload read from ``path`` (named in errors); see :func:`load_weights`."""
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path}: not a softras generator weights file")
     if payload.get("version") != WEIGHTS_VERSION:

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import torch
 
-from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights, sha256
+from softras.model import (Generator, GeneratorConfig, WeightsError, generator_from_payload, read_torch_file,
+                           save_weights, sha256)
 
 __all__ = ["average_generators", "average_weight_files", "read_generator"]
 
@@ -24,15 +25,9 @@ def read_generator(path: str | Path) -> tuple[Generator, dict]:
     A checkpoint's metadata holds its ``step``, ``train_config`` and ``sessions``, as an exported file's does.
     Raises FileNotFoundError for a missing file and :class:`WeightsError` for anything else that is wrong.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    state = read_torch_file(path)
     if not (isinstance(state, dict) and {"model", "config", "step"} <= state.keys()):
-        return load_weights(path)
+        return generator_from_payload(path, state)
     try:
         model = Generator(GeneratorConfig.from_dict(state["config"]["model"]))
         if "ema" in state:  # torch.optim.swa_utils.AveragedModel: the module's tensors under "module.", and a counter
@@ -89,11 +84,11 @@ def average_weight_files(sources: Sequence[str | Path], coefficients: Sequence[f
     if "train_config" not in base:
         raise WeightsError(f"{sources[0]}: has no training config to validate the average with")
     report, protocol = validate(model, TrainConfig.from_dict(base["train_config"]))
-    shared = base.get("sessions", [])
+    shared = base.get("sessions", [])  # the first source's ledger, which the others continue
     parts = [{"file": str(p), "sha256": sha256(p), "coefficient": float(c), "step": int(meta.get("step", 0)),
               "sessions": [s for s in meta.get("sessions", []) if s not in shared]}
              for p, c, (_, meta) in zip(sources, coefficients, loaded)]
     metadata = {"step": max(part["step"] for part in parts), "validation": report.as_dict(),
                 "validation_protocol": protocol, "train_config": base["train_config"],
-                "sessions": base.get("sessions", []), "torch": str(torch.__version__), "average": parts}
+                "sessions": shared, "torch": str(torch.__version__), "average": parts}
     return save_weights(model, out, metadata=metadata)
