@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Mesh", "Texture", "icosphere", "normalize_vertices", "edges", "adjacent_face_pairs"]
+__all__ = ["Mesh", "Texture", "icosphere", "subdivide", "normalize_vertices", "edges", "adjacent_face_pairs"]
 
 
 @dataclass
@@ -95,15 +95,29 @@ def icosphere(level: int = 3, radius: float = 1.0) -> Mesh:
     v = torch.nn.functional.normalize(torch.tensor(verts, dtype=torch.float64), dim=1)
     f = torch.tensor(faces, dtype=torch.int64)
     for _ in range(level):
-        e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0).sort(dim=1).values
-        uniq, inverse = torch.unique(e, dim=0, return_inverse=True)
-        mid = torch.nn.functional.normalize(v[uniq[:, 0]] + v[uniq[:, 1]], dim=1)
-        m = (inverse + v.shape[0]).reshape(3, -1).T  # midpoints of edges (01, 12, 20) per face
-        v = torch.cat([v, mid], dim=0)
-        a, b, c = f.unbind(1)
-        ab, bc, ca = m.unbind(1)
-        f = torch.cat([torch.stack(x, 1) for x in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))], dim=0)
+        count = v.shape[0]
+        v, f = subdivide(v, f)
+        v = torch.cat([v[:count], torch.nn.functional.normalize(v[count:], dim=1)])
     return Mesh((v * radius).float(), f)
+
+
+def subdivide(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split every triangle into four at its edges' midpoints (the shape does not change).
+
+    vertices: (V, 3) float, any frame; faces: (F, 3) int64. Returns ``(vertices, faces)``: (V + E, 3), the input
+    vertices first, in order, then the midpoints of the E unique edges in the order of :func:`edges`; (4F, 3) int64,
+    each face's corner triangles and then its middle one, oriented as the face. An icosphere of level L subdivided
+    is the level L + 1 icosphere before its new vertices are pushed onto the sphere, so per-vertex data of a level-L
+    template extends to level L + 1 by averaging over each edge (``(x[a] + x[b]) / 2`` for edge (a, b)).
+    """
+    unique = edges(faces)
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0).sort(dim=1).values
+    inverse = torch.searchsorted(unique[:, 0] * vertices.shape[0] + unique[:, 1], e[:, 0] * vertices.shape[0] + e[:, 1])
+    middle = (inverse + vertices.shape[0]).reshape(3, -1).T  # midpoints of edges (01, 12, 20) per face
+    a, b, c = faces.unbind(1)
+    ab, bc, ca = middle.unbind(1)
+    new_faces = torch.cat([torch.stack(x, 1) for x in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))], dim=0)
+    return torch.cat([vertices, (vertices[unique[:, 0]] + vertices[unique[:, 1]]) / 2]), new_faces
 
 
 def normalize_vertices(vertices: torch.Tensor) -> torch.Tensor:
