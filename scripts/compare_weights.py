@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from softras.data import Shapes, ViewSet
-from softras.evaluate import _selection, category_mean, predict_views
+from softras.evaluate import _selection, bootstrap_interval, category_mean, predict_views
 from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 
@@ -47,14 +47,8 @@ def main() -> None:
     models, view_ids = _selection(views, args.views_per_model, args.elevation or None)
     a, b = (view_ious(w, views, shapes, models, view_ids) for w in (args.a, args.b))
     categories = np.array([str(views.category[i]) for i in models.tolist()])
-    owner = models.numpy()
-    rng = np.random.default_rng(0)
-    diffs = []
-    for _ in range(args.bootstrap):
-        idx = np.concatenate([np.nonzero(owner == m)[0] for m in rng.choice(np.unique(owner), len(np.unique(owner)))])
-        diffs.append(category_mean(b[idx], categories[idx]) - category_mean(a[idx], categories[idx]))
     ma, mb = category_mean(a, categories), category_mean(b, categories)
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    lo, hi = bootstrap_interval(b - a, categories, models.numpy(), repeats=args.bootstrap)
     print(f"A {args.a}: {ma:.4f}\nB {args.b}: {mb:.4f}\nB - A: {mb - ma:+.4f}, 95% bootstrap interval over models "
           f"[{lo:+.4f}, {hi:+.4f}]; B better on {np.mean(b > a):.0%} of {len(a)} views")
     for c in np.unique(categories):

@@ -50,18 +50,24 @@ def evaluation(result: dict, command: str) -> list[str]:
         "",
         f"`{command}`: every validation view is a picture that goes through the same intake as `softras reconstruct` "
         "(foreground, crop, resize) before the generator; the direct column feeds the renders to the generator as "
-        "they are (a diagnostic, not what users get).",
+        "they are (a diagnostic, not what users get). Spread: the standard deviation of the voxel IoU over the "
+        "category's input views (its models and their viewpoints).",
         "",
-        "| category | models | voxel IoU (intake) | voxel IoU (direct) | precision | recall | silhouette IoU |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| category | models | voxel IoU (intake) | spread | voxel IoU (direct) | precision | recall | silhouette IoU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c, v in intake["voxel_iou"].items():
-        lines.append(f"| {c} | {intake['models'][c]} | {v:.4f} | {direct['voxel_iou'][c]:.4f} | "
+        lines.append(f"| {c} | {intake['models'][c]} | {v:.4f} | {intake['voxel_iou_spread'][c]:.2f} | {direct['voxel_iou'][c]:.4f} | "
                      f"{intake['voxel_precision'][c]:.2f} | {intake['voxel_recall'][c]:.2f} | {intake['silhouette_iou'][c]:.4f} |")
     mean = lambda d: sum(d.values()) / len(d)  # noqa: E731
-    lines += [f"| **mean** | {sum(intake['models'].values())} | **{intake['mean_voxel_iou']:.4f}** | "
+    low, high = intake["voxel_iou_interval"]
+    lines += [f"| **mean** | {sum(intake['models'].values())} | **{intake['mean_voxel_iou']:.4f}** | | "
               f"{direct['mean_voxel_iou']:.4f} | {mean(intake['voxel_precision']):.2f} | {mean(intake['voxel_recall']):.2f} | "
-              f"{intake['mean_silhouette_iou']:.4f} |", ""]
+              f"{intake['mean_silhouette_iou']:.4f} |", "",
+              f"The mean through the intake, with a 95% bootstrap interval over the validation models (whole models "
+              f"resampled, `softras.evaluate.bootstrap_interval`): **{intake['mean_voxel_iou']:.4f}** [{low:.4f}, "
+              f"{high:.4f}]. A difference between two generators smaller than this interval's width may still be "
+              f"real: compare them on the same pictures (`scripts/compare_weights.py`, a paired interval).", ""]
     if "robustness" in result:
         lines += [
             "## Robustness",

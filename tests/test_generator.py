@@ -181,11 +181,15 @@ def test_evaluate_reports_every_category(tiny_data):
     for c, iou in report.voxel_iou.items():  # IoU = I / (P + T - I) is at most I / P and I / T, model by model
         assert iou <= report.voxel_precision[c] + 1e-9 and iou <= report.voxel_recall[c] + 1e-9
         assert 0 < report.voxel_recall[c] <= 1
+    assert set(report.voxel_iou_spread) == {"box", "ball"} and all(v >= 0 for v in report.voxel_iou_spread.values())
+    low, high = report.voxel_iou_interval
+    assert 0 <= low <= report.mean_voxel_iou <= high <= 1
     table = format_report(report).splitlines()
-    assert table[0].split() == ["category", "models", "voxel", "IoU", "silhouette", "IoU", "precision", "recall"]
-    mean_row = table[-1].split()
+    assert table[0].split() == ["category", "models", "voxel", "IoU", "spread", "silhouette", "IoU", "precision", "recall"]
+    mean_row = table[-2].split()  # the spread's column is blank there
     assert mean_row[:2] == ["mean", "6"] and float(mean_row[2]) == pytest.approx(report.mean_voxel_iou, abs=1e-4)
     assert float(mean_row[4]) == pytest.approx(sum(report.voxel_precision.values()) / 2, abs=1e-4)
+    assert table[-1].endswith(f"[{low:.4f}, {high:.4f}]")
     refined = evaluate(model, ViewSet(views_path, None), Shapes.load(shapes_path), views_per_model=1, refine_steps=10)
     plain = evaluate(model, ViewSet(views_path, None), Shapes.load(shapes_path), views_per_model=1)
     assert refined.models == plain.models and refined.voxel_iou != plain.voxel_iou  # the refined meshes were scored

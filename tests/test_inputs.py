@@ -206,6 +206,8 @@ def test_model_card_reports_the_intake_and_robustness_figures(tiny_data, tmp_pat
     text = module.card(weights, result, "softras eval ...")
     assert "each through the intake, as a user's picture" in text
     assert f"**{result['intake']['mean_voxel_iou']:.4f}**" in text and "| JPEG 50 on white |" in text
+    low, high = result["intake"]["voxel_iou_interval"]
+    assert f"[{low:.4f}, {high:.4f}]" in text and low <= result["intake"]["mean_voxel_iou"] <= high
     assert "## Architecture" in text and "3 convolutions 5x5 stride 2 (8, 16, 32 channels" in text and "42-vertex icosphere" in text
 
 

@@ -4,7 +4,10 @@ For each model, the generator reconstructs a mesh from each of a few views; the 
 interior at 32^3 over [-0.5, 0.5]^3 and compared with the shape's ``voxels_shell``. Each view reaches the generator
 as a user's picture does: through the intake (:func:`softras.inputs.generator_input`); ``path="direct"`` feeds the
 renders resized to the generator's input size instead, a diagnostic of the generator alone. Silhouette IoU
-compares the mesh's silhouette from the view's camera with the view's alpha. Voxel precision and recall tell
+compares the mesh's silhouette from the view's camera with the view's alpha. With few validation models (one in
+most categories) a mean means little without its spread: the report gives each category's standard deviation over
+its input views and a bootstrap interval of the overall mean that resamples whole models
+(:func:`bootstrap_interval`). Voxel precision and recall tell
 whether a low IoU comes from a prediction that is too fat or one that misses parts. With ``refine_steps`` each mesh
 is first refined to its input's own mask as :meth:`softras.Reconstructor.reconstruct_intake` does (viewpoint
 estimated, not given), which measures what the product's Refine option does to the shape in 3D.
@@ -16,7 +19,7 @@ and the agreement (voxel IoU) between each perturbed prediction and the clean on
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -32,13 +35,17 @@ from softras.reconstruct import refine_prediction
 from softras.voxelize import unpack_voxels, voxel_iou, voxel_precision_recall, voxelize
 
 __all__ = ["EvalReport", "evaluate", "format_report", "RobustnessRow", "evaluate_robustness", "format_robustness",
-           "predict_views", "category_mean"]
+           "predict_views", "category_mean", "bootstrap_interval"]
 
 
 @dataclass
 class EvalReport:
     """Per-category means of the voxel and silhouette IoUs and of voxel precision and recall, and the number of
-    models per category; ``mean_voxel_iou`` averages the categories (the paper's protocol)."""
+    models per category; ``mean_voxel_iou`` averages the categories (the paper's protocol).
+
+    ``voxel_iou_spread``: per category, the standard deviation of the voxel IoU over its input views (its models
+    and their viewpoints). ``voxel_iou_interval``: the 95% bootstrap interval of ``mean_voxel_iou`` over models
+    (:func:`bootstrap_interval`)."""
 
     voxel_iou: dict[str, float]
     silhouette_iou: dict[str, float]
@@ -46,6 +53,8 @@ class EvalReport:
     voxel_recall: dict[str, float]
     models: dict[str, int]
     failures: int = 0  # input pictures the intake refused (scored 0)
+    voxel_iou_spread: dict[str, float] = field(default_factory=dict)
+    voxel_iou_interval: tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def mean_voxel_iou(self) -> float:
@@ -58,7 +67,8 @@ class EvalReport:
     def as_dict(self) -> dict:
         return {"voxel_iou": self.voxel_iou, "silhouette_iou": self.silhouette_iou, "models": self.models,
                 "voxel_precision": self.voxel_precision, "voxel_recall": self.voxel_recall, "failures": self.failures,
-                "mean_voxel_iou": self.mean_voxel_iou, "mean_silhouette_iou": self.mean_silhouette_iou}
+                "mean_voxel_iou": self.mean_voxel_iou, "mean_silhouette_iou": self.mean_silhouette_iou,
+                "voxel_iou_spread": self.voxel_iou_spread, "voxel_iou_interval": list(self.voxel_iou_interval)}
 
 
 def _selection(views: ViewSet, views_per_model: int, elevations: list[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +139,29 @@ def category_mean(scores: list[float] | np.ndarray, categories: list[str] | np.n
     return float(np.mean([np.mean(v) for v in per.values()]))
 
 
+def bootstrap_interval(scores: np.ndarray, categories: np.ndarray, owners: np.ndarray, repeats: int = 2000,
+                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`category_mean` of ``scores``, resampling whole models.
+
+    scores, categories, owners: (K,) per scored view: its score (e.g. a voxel IoU, or the difference of two
+    generators' on the same view), its category and the model it shows. Each of ``repeats`` resamples draws as many
+    models as there are, with replacement, and keeps all the views of each; the interval holds the central
+    ``level`` of the resampled category means. Deterministic for a given ``seed``. Returns (low, high).
+    """
+    scores, categories, owners = np.asarray(scores, float), np.asarray(categories), np.asarray(owners)
+    if not (scores.shape == categories.shape == owners.shape) or scores.ndim != 1 or scores.size == 0:
+        raise ValueError("scores, categories and owners must be non-empty and of the same length (K,)")
+    models = np.unique(owners)
+    views = [np.flatnonzero(owners == m) for m in models]
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(repeats):
+        idx = np.concatenate([views[k] for k in rng.choice(len(models), len(models))])
+        means.append(category_mean(scores[idx], categories[idx]))
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
 @torch.no_grad()
 def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: int = 4, batch_size: int = 64,
              elevations: list[float] | None = None, refine_steps: int = 0, path: str = "intake") -> EvalReport:
@@ -146,6 +179,7 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
     models, vids = _selection(views, views_per_model, elevations)
     settings = RasterSettings(size)
     vox, sil, precision, recall = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
+    scored: list[tuple[float, str, int]] = []  # (voxel IoU, category, model) per view
     failures = 0
     for start in range(0, len(models), batch_size):
         m, v = models[start : start + batch_size], vids[start : start + batch_size]
@@ -162,6 +196,7 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
             failures += not ok[k]
             for values, score in zip((vox, sil, precision, recall), scores):
                 values[cat].append(score)
+            scored.append((scores[0], cat, int(m[k])))
     model.train(was_training)
     cats = sorted(vox)
 
@@ -170,7 +205,10 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
 
     per_model = len(models) // views.num_models
     models_per_category = {c: len(vox[c]) // per_model for c in cats}
-    return EvalReport(means(vox), means(sil), means(precision), means(recall), models_per_category, failures)
+    interval = bootstrap_interval(*map(np.asarray, zip(*scored)))
+    spread = {c: float(np.std(vox[c])) for c in cats}
+    return EvalReport(means(vox), means(sil), means(precision), means(recall), models_per_category, failures,
+                      spread, interval)
 
 
 @dataclass
@@ -225,17 +263,21 @@ def format_robustness(rows: list[RobustnessRow]) -> str:
 
 
 def format_report(report: EvalReport) -> str:
-    """The per-category table: models, voxel IoU, silhouette IoU, voxel precision and recall, and their means."""
-    columns = {"voxel IoU": report.voxel_iou, "silhouette IoU": report.silhouette_iou,
+    """The per-category table: models, voxel IoU and its spread, silhouette IoU, voxel precision and recall, their
+    means (the spread's is left blank: the interval below the table is the mean's), and the bootstrap interval of the
+    mean voxel IoU."""
+    columns = {"voxel IoU": report.voxel_iou, "spread": report.voxel_iou_spread, "silhouette IoU": report.silhouette_iou,
                "precision": report.voxel_precision, "recall": report.voxel_recall}
     widths = [len(name) + 2 for name in columns]
 
-    def row(name: str, models: int, values: list[float]) -> str:
-        return f"{name:<14}{models:>7}" + "".join(f"{v:>{w}.4f}" for v, w in zip(values, widths))
+    def row(name: str, models: int, values: list[float | None]) -> str:
+        return f"{name:<14}{models:>7}" + "".join(" " * w if v is None else f"{v:>{w}.4f}" for v, w in zip(values, widths))
 
     header = f"{'category':<14}{'models':>7}" + "".join(f"{name:>{w}}" for name, w in zip(columns, widths))
     rows = [header, "-" * len(header)]
     rows += [row(c, report.models[c], [col[c] for col in columns.values()]) for c in report.voxel_iou]
-    means = [float(np.mean(list(col.values()))) for col in columns.values()]
-    rows += ["-" * len(header), row("mean", sum(report.models.values()), means)]
+    means = [None if name == "spread" else float(np.mean(list(col.values()))) for name, col in columns.items()]
+    low, high = report.voxel_iou_interval
+    rows += ["-" * len(header), row("mean", sum(report.models.values()), means),
+             f"95% bootstrap interval of the mean voxel IoU over models: [{low:.4f}, {high:.4f}]"]
     return "\n".join(rows)
