@@ -131,3 +131,34 @@ def test_a_checkpoint_from_before_the_head_resumes(tiny_data, tmp_path):
     torch.save(state, tmp_path / "checkpoint.pt")
     train(dataclass_replace(cfg, steps=2), log=lambda m: None)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_a_share_of_the_azimuth_gradient_reaches_the_encoder(tiny_data):
+    """viewpoint_encoder_share scales the head's gradient into the encoder: 0 detaches it, s gives s times that of 1."""
+    from softras.data import ViewSet, sample_two_views
+    from softras.losses import FlattenLoss, LaplacianLoss
+    from softras.raster import RasterSettings
+    from softras.train import TrainConfig, training_losses
+
+    shapes, views = tiny_data
+    raw = dict(views=str(views), shapes=str(shapes), out_dir="unused", sigma=1e-4, device="cpu",
+               model=dict(TINY_MODEL, viewpoint_bins=8, viewpoint_hidden=16))
+    cfg = TrainConfig.from_dict(raw)
+    torch.manual_seed(0)
+    model = Generator(cfg.model).eval()  # BatchNorm statistics fixed: every pass computes the same function
+    batch = sample_two_views(ViewSet(views, "train"), 4, torch.Generator().manual_seed(0), 32, mirror=True)
+    settings, lap, flat = RasterSettings(32, sigma=cfg.sigma), LaplacianLoss(model.faces, 42), FlattenLoss(model.faces)
+
+    def encoder_gradient(share: float) -> torch.Tensor:
+        model.zero_grad()
+        losses = training_losses(model, model.faces, batch, settings, lap, flat,
+                                 dataclass_replace(cfg, viewpoint_encoder_share=share))
+        losses["total"].backward()
+        return torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
+
+    detached, full, part = encoder_gradient(0.0), encoder_gradient(1.0), encoder_gradient(0.25)
+    assert (full - detached).norm() > 1e-3 * full.norm()
+    assert torch.allclose(part - detached, 0.25 * (full - detached), atol=1e-6 * float(full.abs().max()) + 1e-9)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="viewpoint_encoder_share"):
+            TrainConfig.from_dict(dict(raw, viewpoint_encoder_share=bad))

@@ -203,7 +203,7 @@ class ViewpointHead(nn.Module):
                                  nn.Linear(cfg.viewpoint_hidden, cfg.viewpoint_bins))
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.mlp(code.detach())  # it reads the code; its loss never shapes the encoder
+        return self.mlp(code)
 
 
 class Generator(nn.Module):
@@ -227,16 +227,21 @@ class Generator(nn.Module):
         self.viewpoint = ViewpointHead(cfg) if cfg.viewpoint_bins else None
         self.local = LocalEvidence(cfg, template.shape[0]) if cfg.local_features else None
 
-    def forward(self, images: torch.Tensor, with_viewpoint: bool = False) -> tuple[torch.Tensor, ...]:
+    def forward(self, images: torch.Tensor, with_viewpoint: bool = False,
+                viewpoint_encoder_share: float = 0.0) -> tuple[torch.Tensor, ...]:
         """(vertices, colors), and with ``with_viewpoint`` also the viewpoint head's logits (B, viewpoint_bins)
-        (training: one forward pass for every output, as DistributedDataParallel needs)."""
+        (training: one forward pass for every output, as DistributedDataParallel needs). The head reads the code
+        with its gradient to the encoder scaled by ``viewpoint_encoder_share``: 0 (the default) detaches it, so the
+        head's loss never shapes the encoder; 1 passes it unchanged."""
         code = self.encode(images)
         vertices, colors = self.decode(code, images)
         if not with_viewpoint:
             return vertices, colors
         if self.viewpoint is None:
             raise ValueError("this generator has no viewpoint head (GeneratorConfig.viewpoint_bins = 0)")
-        return vertices, colors, self.viewpoint(code)
+        detached = code.detach()
+        head_input = detached if viewpoint_encoder_share == 0 else detached + viewpoint_encoder_share * (code - detached)
+        return vertices, colors, self.viewpoint(head_input)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 4, S, S) RGBA -> code (B, encoder_fc[-1])."""

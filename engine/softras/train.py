@@ -66,7 +66,8 @@ class TrainConfig:
     laplacian_weight: float = 0.01
     flatten_weight: float = 0.001
     color_weight: float = 1.0
-    viewpoint_weight: float = 1.0  # the viewpoint head's azimuth loss (it reads the code detached: no pull on the encoder)
+    viewpoint_weight: float = 1.0  # the viewpoint head's azimuth loss
+    viewpoint_encoder_share: float = 0.0  # its gradient into the encoder, scaled (0: the head reads the code detached)
     seed: int = 0
     checkpoint_every: int = 200
     validate_every: int = 1000
@@ -118,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
         if cfg.input_workers < 0:
             raise ValueError(f"input_workers must be >= 0, got {cfg.input_workers}")
+        if not 0.0 <= cfg.viewpoint_encoder_share <= 1.0:
+            raise ValueError(f"viewpoint_encoder_share must be in [0, 1], got {cfg.viewpoint_encoder_share}")
         if not 0.0 <= cfg.varied_share <= 1.0 or (cfg.varied_share > 0) != (cfg.varied_views is not None):
             raise ValueError("varied_share must lie in [0, 1], and be > 0 exactly when varied_views is given")
         return cfg
@@ -136,12 +139,13 @@ def training_losses(
     Silhouette IoU trains the shape; the colour term (L1 over the target's foreground) trains the colours only:
     it sees the fragments detached from the vertices, so shading noise never pulls on the geometry. A generator with
     a viewpoint head also learns view a's azimuth (soft cross-entropy, :func:`softras.losses.azimuth_loss`), the
-    head reading the code detached.
+    head reading the code detached, or with ``cfg.viewpoint_encoder_share`` of its gradient reaching the encoder.
     """
     net = getattr(model, "module", model)  # under DistributedDataParallel
     head = net.viewpoint is not None
     with torch.autocast(batch.inputs.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        outputs = model(batch.inputs, with_viewpoint=True) if head else model(batch.inputs)
+        outputs = (model(batch.inputs, with_viewpoint=True, viewpoint_encoder_share=cfg.viewpoint_encoder_share) if head
+                   else model(batch.inputs))
     vertices, colors = outputs[0].float(), outputs[1].float()
     cameras = Camera.cat([batch.cameras_a, batch.cameras_b])
     fragments = rasterize(cameras.project(torch.cat([vertices, vertices])), faces, settings)
