@@ -43,10 +43,16 @@ from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 
 
+def shell_grids(shapes: Shapes, indices, mirrored: bool = False) -> torch.Tensor:
+    """(len(indices), 32**3) float: the models' ``voxels_shell``, flattened; with ``mirrored`` their mirror images
+    about x = 0."""
+    grids = [unpack_voxels(shapes.voxels_shell[i]) for i in indices]
+    return torch.stack([g.flip(0) if mirrored else g for g in grids]).reshape(len(grids), -1).float()
+
+
 def candidate_grids(shapes: Shapes, train: np.ndarray) -> torch.Tensor:
-    """(2 * len(train), 32**3) float: the training shapes' ``voxels_shell`` and their mirror images about x = 0."""
-    grids = [unpack_voxels(shapes.voxels_shell[i]) for i in train]
-    return torch.stack(grids + [g.flip(0) for g in grids]).reshape(2 * len(train), -1).float()
+    """(2 * len(train), 32**3) float: the training shapes' ``voxels_shell`` and then their mirror images."""
+    return torch.cat([shell_grids(shapes, train), shell_grids(shapes, train, mirrored=True)])
 
 
 def best_matches(queries: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,8 +64,7 @@ def best_matches(queries: torch.Tensor, candidates: torch.Tensor) -> tuple[torch
 
 def retrieval_ious(shapes: Shapes, val: np.ndarray, train: np.ndarray) -> np.ndarray:
     """(len(val),) float: each validation model's best voxel IoU with a training shape or its x-mirror."""
-    targets = torch.stack([unpack_voxels(shapes.voxels_shell[i]) for i in val]).reshape(len(val), -1).float()
-    return best_matches(targets, candidate_grids(shapes, train))[0].numpy()
+    return best_matches(shell_grids(shapes, val), candidate_grids(shapes, train))[0].numpy()
 
 
 def generator_and_retrieval_ious(shapes: Shapes, weights: str, views_path: str, views_per_model: int,
@@ -71,8 +76,7 @@ def generator_and_retrieval_ious(shapes: Shapes, weights: str, views_path: str, 
     models, view_ids = _selection(views, views_per_model, [30.0])
     vertices, taken = predict_views(model, views, models, view_ids)
     predicted = torch.stack([voxelize(v, model.faces) for v in vertices]).reshape(len(vertices), -1).float()
-    truths = torch.stack([unpack_voxels(shapes.voxels_shell[views.model_index[m]]) for m in models.tolist()])
-    truths = truths.reshape(len(models), -1).float()
+    truths = shell_grids(shapes, [views.model_index[m] for m in models.tolist()])
     candidates = candidate_grids(shapes, train)
     retrieved = candidates[best_matches(predicted, candidates)[1]]
     ok = torch.tensor(taken, dtype=torch.float32)
@@ -104,7 +108,8 @@ def fit_surface(vertices: torch.Tensor, faces: torch.Tensor, target: torch.Tenso
     for _ in range(steps):
         moved = vertices + offsets
         distances = torch.cdist(surface_points(moved, faces, 1500), target).square()
-        loss = distances.min(1).values.mean() + distances.min(0).values.mean() + 1e-3 * laplacian(moved[None]) * 642 / len(vertices)
+        smoothing = 1e-3 * laplacian(moved[None]) * 642 / len(vertices)  # as much per vertex as on 642 vertices
+        loss = distances.min(1).values.mean() + distances.min(0).values.mean() + smoothing
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -144,6 +149,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="only the first N validation models")
     args = ap.parse_args()
     torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True)
     shapes = Shapes.load(args.data)
     split = split_by_model(shapes.category, shapes.model_id)
     val, train = np.flatnonzero(split == "val")[: args.limit], np.flatnonzero(split == "train")

@@ -110,9 +110,8 @@ def subdivide(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor
     is the level L + 1 icosphere before its new vertices are pushed onto the sphere, so per-vertex data of a level-L
     template extends to level L + 1 by averaging over each edge (``(x[a] + x[b]) / 2`` for edge (a, b)).
     """
-    unique = edges(faces)
     e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0).sort(dim=1).values
-    inverse = torch.searchsorted(unique[:, 0] * vertices.shape[0] + unique[:, 1], e[:, 0] * vertices.shape[0] + e[:, 1])
+    unique, inverse = torch.unique(e, dim=0, return_inverse=True)  # as edges(faces), with each face edge's row
     middle = (inverse + vertices.shape[0]).reshape(3, -1).T  # midpoints of edges (01, 12, 20) per face
     a, b, c = faces.unbind(1)
     ab, bc, ca = middle.unbind(1)
