@@ -38,7 +38,7 @@ import torch
 from softras.data import Shapes, ViewSet, split_by_model
 from softras.evaluate import _selection, predict_views
 from softras.losses import LaplacianLoss
-from softras.mesh import icosphere, subdivide
+from softras.mesh import icosphere, sample_surface, subdivide
 from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 
@@ -89,17 +89,6 @@ def generator_and_retrieval_ious(shapes: Shapes, weights: str, views_path: str, 
     return categories, iou(predicted, truths), iou(retrieved, truths)
 
 
-def surface_points(vertices: torch.Tensor, faces: torch.Tensor, count: int) -> torch.Tensor:
-    """(count, 3) points uniformly distributed by area over the mesh's surface; differentiable in ``vertices``."""
-    corners = vertices[faces]
-    area = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=1)
-    chosen = corners[torch.multinomial(area.detach() + 1e-12, count, replacement=True)]
-    u, v = torch.rand(2, count, 1)
-    outside = u + v > 1
-    u, v = torch.where(outside, 1 - u, u), torch.where(outside, 1 - v, v)
-    return chosen[:, 0] + u * (chosen[:, 1] - chosen[:, 0]) + v * (chosen[:, 2] - chosen[:, 0])
-
-
 def fit_surface(vertices: torch.Tensor, faces: torch.Tensor, target: torch.Tensor, steps: int) -> torch.Tensor:
     """``vertices`` (V, 3) moved for ``steps`` Adam steps towards the surface sampled by ``target`` (P, 3)."""
     offsets = torch.zeros_like(vertices, requires_grad=True)
@@ -107,7 +96,7 @@ def fit_surface(vertices: torch.Tensor, faces: torch.Tensor, target: torch.Tenso
     laplacian = LaplacianLoss(faces, vertices.shape[0])
     for _ in range(steps):
         moved = vertices + offsets
-        distances = torch.cdist(surface_points(moved, faces, 1500), target).square()
+        distances = torch.cdist(sample_surface(moved, faces, 1500), target).square()
         smoothing = 1e-3 * laplacian(moved[None]) * 642 / len(vertices)  # as much per vertex as on 642 vertices
         loss = distances.min(1).values.mean() + distances.min(0).values.mean() + smoothing
         optimizer.zero_grad()
@@ -119,7 +108,7 @@ def fit_surface(vertices: torch.Tensor, faces: torch.Tensor, target: torch.Tenso
 def template_ious(shapes: Shapes, index: int, steps: int) -> tuple[float, float]:
     """Voxel IoUs of the 642- and 2562-vertex templates fitted to model ``index``'s surface (module docstring)."""
     mesh, _ = shapes.mesh(index)
-    target = surface_points(mesh.vertices, mesh.faces, 2000)
+    target = sample_surface(mesh.vertices, mesh.faces, 2000)
     sphere = icosphere(3, radius=0.5)
     coarse = fit_surface(sphere.vertices, sphere.faces, target, steps)
     fine_vertices, fine_faces = subdivide(coarse, sphere.faces)

@@ -30,7 +30,7 @@ from softras.camera import Camera
 from softras.fileio import atomic_write
 from softras.inputs import InputSettings, generator_inputs
 from softras.intake import resize_rgba
-from softras.mesh import Mesh
+from softras.mesh import Mesh, sample_surface
 from softras.raster import RasterSettings, render_rgba
 
 __all__ = ["Shapes", "ViewSet", "TwoViewBatch", "sample_two_views", "render_views", "split_by_model", "save_views",
@@ -70,6 +70,22 @@ class Shapes:
         f = self.faces[self.face_offsets[i] : self.face_offsets[i + 1]]
         c = self.face_colors[self.face_offsets[i] : self.face_offsets[i + 1]]
         return Mesh(torch.from_numpy(v.copy()), torch.from_numpy(f.astype(np.int64))), torch.from_numpy(c.astype(np.float32) / 255)
+
+
+def surface_samples(shapes: Shapes, model_index: np.ndarray, count: int, seed: int = 0) -> torch.Tensor:
+    """Points on the true surface of each model of a view set, for 3D supervision.
+
+    model_index: (N,) int, each view-set model's index into ``shapes`` (a views file's ``model_index``; -1, a model
+    without a shape, is refused). Returns (N, count, 3) float32, object frame, spread uniformly by area
+    (:func:`softras.mesh.sample_surface`); deterministic for a given ``seed``.
+    """
+    model_index = np.asarray(model_index)
+    if (model_index < 0).any() or (model_index >= len(shapes)).any():
+        raise ValueError(f"3D supervision needs every model's shape: {int((model_index < 0).sum())} view-set models have none "
+                         f"and {int((model_index >= len(shapes)).sum())} index past the {len(shapes)} shapes")
+    generator = torch.Generator().manual_seed(seed)
+    meshes = (shapes.mesh(int(i))[0] for i in model_index)
+    return torch.stack([sample_surface(mesh.vertices, mesh.faces, count, generator) for mesh in meshes])
 
 
 def split_by_model(category: np.ndarray, model_id: np.ndarray, val_fraction: float = 0.1) -> np.ndarray:
@@ -305,16 +321,19 @@ class TwoViewBatch:
     models: torch.Tensor  # (B,) int64 into the view set
     mirrored: torch.Tensor  # (B,) bool: the object is the model's mirror image (x -> -x)
     azimuths_a: torch.Tensor  # (B,) float32 degrees: view a's azimuth (negated where mirrored), the input's viewpoint
+    surface: torch.Tensor | None = None  # (B, P, 3) float32, object frame: points on each object's true surface
 
     def to(self, device: torch.device) -> "TwoViewBatch":
         return TwoViewBatch(self.inputs.to(device), self.images_a.to(device), self.images_b.to(device),
                             self.cameras_a.to(device), self.cameras_b.to(device), self.models.to(device),
-                            self.mirrored.to(device), self.azimuths_a.to(device))
+                            self.mirrored.to(device), self.azimuths_a.to(device),
+                            None if self.surface is None else self.surface.to(device))
 
 
 def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator, size: int,
                      input_views: torch.Tensor | None = None, mirror: bool = False,
-                     model_weights: torch.Tensor | None = None, inputs: InputSettings | None = None) -> TwoViewBatch:
+                     model_weights: torch.Tensor | None = None, inputs: InputSettings | None = None,
+                     surfaces: torch.Tensor | None = None, surface_points: int = 0) -> TwoViewBatch:
     """Random objects, each with two distinct random views; deterministic given the generator's state.
 
     Objects are drawn with replacement in proportion to ``model_weights`` (N,) (uniformly when None, see
@@ -325,7 +344,9 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
     silhouettes; the light comes from the other side). View a's render becomes the generator's input through the
     intake (:func:`softras.inputs.generator_inputs`, with ``inputs``' jitter and augmentation when given); both
     renders are resized to ``size`` to supervise, their colours changed as the input's were (exposure, white
-    balance, gamma), so that the colour term asks for the colours the input shows.
+    balance, gamma), so that the colour term asks for the colours the input shows. With ``surfaces`` (N, P, 3), each
+    model's true surface points (:func:`surface_samples`), the batch carries ``surface_points`` of them per object,
+    drawn at random (x negated where mirrored); the other draws do not change.
     """
     if model_weights is None:
         models = torch.randint(views.num_models, (batch_size,), generator=generator)
@@ -351,4 +372,9 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
             for images in (images_a, images_b):
                 images[k, :3] = torch.from_numpy(change(images[k, :3].permute(1, 2, 0).numpy())).permute(2, 0, 1)
     azimuths = torch.where(flip, -views.azimuths[va], views.azimuths[va])
-    return TwoViewBatch(prepared, images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip, azimuths)
+    surface = None
+    if surfaces is not None:
+        surface = surfaces[models[:, None], torch.randint(surfaces.shape[1], (batch_size, surface_points), generator=generator)]
+        surface[..., 0] = torch.where(flip[:, None], -surface[..., 0], surface[..., 0])
+    return TwoViewBatch(prepared, images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip,
+                        azimuths, surface)

@@ -1,4 +1,5 @@
-"""Losses of the paper: soft IoU on silhouettes, Laplacian smoothing and flatten regularisers on meshes."""
+"""Losses of the paper (soft IoU on silhouettes, Laplacian smoothing and flatten regularisers on meshes), the
+viewpoint head's azimuth loss and a Chamfer distance between point sets (3D supervision)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 
 from softras.mesh import adjacent_face_pairs, edges
 
-__all__ = ["soft_iou", "soft_iou_loss", "LaplacianLoss", "FlattenLoss"]
+__all__ = ["soft_iou", "soft_iou_loss", "LaplacianLoss", "FlattenLoss", "chamfer_distance", "azimuth_targets", "azimuth_loss"]
 
 
 def soft_iou(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -92,3 +93,25 @@ def azimuth_loss(logits: torch.Tensor, azimuths: torch.Tensor, spread: float = 0
     """Cross-entropy of viewpoint logits (N, bins) against :func:`azimuth_targets` of azimuths (N,) degrees."""
     targets = azimuth_targets(azimuths, logits.shape[1], spread)
     return -(targets * torch.log_softmax(logits.float(), 1)).sum(1).mean()
+
+
+def chamfer_distance(points: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Symmetric squared Chamfer distance between two point sets per batch item.
+
+    points: (B, N, 3), targets: (B, M, 3) float, the same frame and units. Returns (B,): the mean over ``points``
+    of the squared distance to the nearest target plus the mean over ``targets`` of the squared distance to the
+    nearest point (units squared). The nearest neighbours are found without autograd (no (B, N, M) matrix is kept
+    for the backward pass); the gradient is that of the distances to them, in both arguments.
+    """
+    if points.dim() != 3 or targets.dim() != 3 or points.shape[0] != targets.shape[0] or points.shape[2] != targets.shape[2]:
+        raise ValueError(f"points and targets must be (B, N, D) and (B, M, D), got {tuple(points.shape)} and {tuple(targets.shape)}")
+    with torch.no_grad():
+        distances = torch.cdist(points, targets)
+        to_target, to_point = distances.argmin(2), distances.argmin(1)  # (B, N), (B, M)
+
+    def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return x.gather(1, index[..., None].expand(-1, -1, x.shape[2]))
+
+    forward = (points - gather(targets, to_target)).square().sum(-1).mean(1)
+    backward = (targets - gather(points, to_point)).square().sum(-1).mean(1)
+    return forward + backward

@@ -119,6 +119,25 @@ def subdivide(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor
     return torch.cat([vertices, (vertices[unique[:, 0]] + vertices[unique[:, 1]]) / 2]), new_faces
 
 
+def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, count: int,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``count`` points spread uniformly by area over a triangle mesh's surface.
+
+    vertices: (V, 3) float, any frame; faces: (F, 3) int64. Returns (count, 3) points in the vertices' frame and
+    dtype, differentiable in ``vertices`` (which faces are drawn is not); deterministic for a given ``generator``.
+    A mesh of zero area raises ValueError.
+    """
+    corners = vertices[faces]
+    area = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=1).detach()
+    if not bool(area.sum() > 0):
+        raise ValueError("cannot sample the surface of a mesh with zero area")
+    chosen = corners[torch.multinomial(area, count, replacement=True, generator=generator)]
+    u, v = torch.rand(2, count, 1, generator=generator, dtype=vertices.dtype, device=vertices.device)
+    outside = u + v > 1  # reflect into the triangle
+    u, v = torch.where(outside, 1 - u, u), torch.where(outside, 1 - v, v)
+    return chosen[:, 0] + u * (chosen[:, 1] - chosen[:, 0]) + v * (chosen[:, 2] - chosen[:, 0])
+
+
 def normalize_vertices(vertices: torch.Tensor) -> torch.Tensor:
     """Centre the axis-aligned bounding box at the origin and scale its largest extent to 1.
 

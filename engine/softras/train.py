@@ -30,16 +30,20 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from softras.augment import AugmentSettings
 from softras.camera import Camera
-from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
+from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views, surface_samples
 from softras.evaluate import EvalReport, evaluate, format_report
 from softras.inputs import InputSettings
 from softras.fileio import atomic_write
-from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, soft_iou_loss
+from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, chamfer_distance, soft_iou_loss
 from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
 __all__ = ["TrainConfig", "train", "training_losses"]
+
+
+SURFACE_BANK = 4096
+"""Points drawn once on each training model's true surface; every step takes ``surface_points`` of them."""
 
 
 @dataclass
@@ -68,6 +72,10 @@ class TrainConfig:
     color_weight: float = 1.0
     viewpoint_weight: float = 1.0  # the viewpoint head's azimuth loss
     viewpoint_encoder_share: float = 0.0  # its gradient into the encoder, scaled (0: the head reads the code detached)
+    # 3D supervision beside the silhouettes: this weight times the squared Chamfer distance between the predicted
+    # surface (vertices and face centroids) and surface_points points drawn from the true surface (0: off, the paper)
+    surface_weight: float = 0.0
+    surface_points: int = 256
     seed: int = 0
     checkpoint_every: int = 200
     validate_every: int = 1000
@@ -119,6 +127,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
         if cfg.input_workers < 0:
             raise ValueError(f"input_workers must be >= 0, got {cfg.input_workers}")
+        if cfg.surface_weight < 0 or cfg.surface_points < 1:
+            raise ValueError("surface_weight must be >= 0 and surface_points >= 1")
         if not 0.0 <= cfg.viewpoint_encoder_share <= 1.0:
             raise ValueError(f"viewpoint_encoder_share must be in [0, 1], got {cfg.viewpoint_encoder_share}")
         if not 0.0 <= cfg.varied_share <= 1.0 or (cfg.varied_share > 0) != (cfg.varied_views is not None):
@@ -140,6 +150,9 @@ def training_losses(
     it sees the fragments detached from the vertices, so shading noise never pulls on the geometry. A generator with
     a viewpoint head also learns view a's azimuth (soft cross-entropy, :func:`softras.losses.azimuth_loss`), the
     head reading the code detached, or with ``cfg.viewpoint_encoder_share`` of its gradient reaching the encoder.
+    A batch with true surface points adds ``cfg.surface_weight`` times their Chamfer distance to the predicted
+    surface (:func:`softras.losses.chamfer_distance`; the mesh's vertices and face centroids, so that a face
+    spanning a gap is pulled in too).
     """
     net = getattr(model, "module", model)  # under DistributedDataParallel
     head = net.viewpoint is not None
@@ -162,6 +175,10 @@ def training_losses(
     }
     losses["total"] = (losses["iou"] + cfg.laplacian_weight * losses["laplacian"] + cfg.flatten_weight * losses["flatten"]
                        + cfg.color_weight * losses["color"])
+    if batch.surface is not None:
+        predicted = torch.cat([vertices, vertices[:, faces].mean(2)], dim=1)
+        losses["surface"] = chamfer_distance(predicted, batch.surface).mean()
+        losses["total"] = losses["total"] + cfg.surface_weight * losses["surface"]
     if head:
         losses["viewpoint"] = azimuth_loss(outputs[2], batch.azimuths_a)
         losses["total"] = losses["total"] + cfg.viewpoint_weight * losses["viewpoint"]
@@ -280,7 +297,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                "varied_views": cfg.varied_views, "varied_share": cfg.varied_share,
                "input_elevations": cfg.input_elevations, "validate_elevations": cfg.validate_elevations,
                "mirror": cfg.mirror, "category_balance": cfg.category_balance, "ema_decay": cfg.ema_decay,
-               "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter,
+               "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter, "surface_weight": cfg.surface_weight,
                "augment": None if cfg.augment is None else asdict(cfg.augment),
                "start_step": step, "end_step": step, "seconds": 0.0}
     sessions.append(session)
@@ -305,10 +322,13 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     history = out_dir / "log.jsonl"
 
+    shapes = Shapes.load(cfg.shapes) if cfg.surface_weight > 0 else None
+
     def batches(views: ViewSet, input_views: torch.Tensor) -> _BatchSampler:
         weights = views.model_weights(cfg.category_balance) if cfg.category_balance else None
+        surfaces = None if shapes is None else surface_samples(shapes, views.model_index, SURFACE_BANK, cfg.seed)
         return _BatchSampler(views, cfg.batch_size // world, cfg.seed, rank, cfg.model.image_size, input_views,
-                             cfg.mirror, weights, inputs)
+                             cfg.mirror, weights, inputs, surfaces, cfg.surface_points)
 
     sampler = batches(train_views, input_views)
     if cfg.varied_views is not None:
@@ -370,11 +390,13 @@ class _BatchSampler:
     mirror: bool
     model_weights: torch.Tensor | None
     inputs: InputSettings
+    surfaces: torch.Tensor | None = None  # (N, SURFACE_BANK, 3): each model's true surface points
+    surface_points: int = 0
 
     def __call__(self, s: int) -> TwoViewBatch:
         generator = _step_generator(self.seed, s, self.rank)
         return sample_two_views(self.views, self.batch_size, generator, self.size, self.input_views, self.mirror,
-                                self.model_weights, self.inputs)
+                                self.model_weights, self.inputs, self.surfaces, self.surface_points)
 
 
 @dataclass(frozen=True)
