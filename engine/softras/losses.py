@@ -98,9 +98,9 @@ def azimuth_loss(logits: torch.Tensor, azimuths: torch.Tensor, spread: float = 0
 def chamfer_distance(points: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Symmetric squared Chamfer distance between two point sets per batch item.
 
-    points: (B, N, 3), targets: (B, M, 3) float, the same frame and units. Returns (B,): the mean over ``points``
-    of the squared distance to the nearest target plus the mean over ``targets`` of the squared distance to the
-    nearest point (units squared). The nearest neighbours are found without autograd (no (B, N, M) matrix is kept
+    points: (B, N, D), targets: (B, M, D) float (D = 3 for points in space), the same frame and units. Returns (B,):
+    the mean over ``points`` of the squared distance to the nearest target plus the mean over ``targets`` of the
+    squared distance to the nearest point (units squared). The nearest neighbours are found without autograd (no (B, N, M) matrix is kept
     for the backward pass); the gradient is that of the distances to them, in both arguments.
     """
     if points.dim() != 3 or targets.dim() != 3 or points.shape[0] != targets.shape[0] or points.shape[2] != targets.shape[2]:
