@@ -136,8 +136,9 @@ def _viewpoint_head(model: Generator, meta: dict) -> str:
         return ""
     cfg = model.cfg
     text = (f" Viewpoint head ({_millions(model.viewpoint):.2f} M): fully connected {cfg.viewpoint_hidden}, then {cfg.viewpoint_bins} azimuth "
-            f"bins of {360 / cfg.viewpoint_bins:g} degrees, trained on the frozen encoder's codes "
-            f"(`scripts/train_viewpoint_head.py`); the viewpoint estimates of textures and refinement weigh it")
+            f"bins of {360 / cfg.viewpoint_bins:g} degrees, first trained on the frozen encoder's codes "
+            f"(`scripts/train_viewpoint_head.py`), then beside the generator (the training config's "
+            f"`viewpoint_encoder_share` of its gradient reaching the encoder); the viewpoint estimates of textures and refinement weigh it")
     r = meta.get("viewpoint_head", {}).get("validation_elevation_30")
     if r:
         text += (f" (alone, on the validation views at elevation 30: the right bin {r['top1']:.0%}, within 45 degrees "
