@@ -37,7 +37,7 @@ import torch
 
 from softras.data import Shapes, ViewSet, split_by_model
 from softras.evaluate import _selection, predict_views
-from softras.losses import LaplacianLoss
+from softras.losses import LaplacianLoss, chamfer_distance
 from softras.mesh import icosphere, sample_surface, subdivide
 from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
@@ -96,9 +96,8 @@ def fit_surface(vertices: torch.Tensor, faces: torch.Tensor, target: torch.Tenso
     laplacian = LaplacianLoss(faces, vertices.shape[0])
     for _ in range(steps):
         moved = vertices + offsets
-        distances = torch.cdist(sample_surface(moved, faces, 1500), target).square()
         smoothing = 1e-3 * laplacian(moved[None]) * 642 / len(vertices)  # as much per vertex as on 642 vertices
-        loss = distances.min(1).values.mean() + distances.min(0).values.mean() + smoothing
+        loss = chamfer_distance(sample_surface(moved, faces, 1500)[None], target[None])[0] + smoothing
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

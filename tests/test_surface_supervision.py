@@ -10,7 +10,7 @@ import torch
 
 from softras.data import Shapes, ViewSet, sample_two_views, surface_samples
 from softras.losses import FlattenLoss, LaplacianLoss, chamfer_distance
-from softras.mesh import icosphere, sample_surface
+from softras.mesh import icosphere, sample_surface, vertices_and_face_centroids
 from softras.model import Generator
 from softras.raster import RasterSettings
 from softras.train import TrainConfig, train, training_losses
@@ -43,6 +43,15 @@ def test_surface_points_follow_the_vertices():
         sample_surface(torch.zeros(3, 3), torch.tensor([[0, 1, 2]]), 5)
 
 
+def test_vertices_and_face_centroids():
+    vertices = torch.tensor([[0.0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    points = vertices_and_face_centroids(vertices, faces)
+    assert torch.equal(points, torch.cat([vertices, torch.tensor([[1.0, 1, 0], [0, 1, 1]])]))
+    batched = vertices_and_face_centroids(torch.stack([vertices, 2 * vertices]), faces)
+    assert batched.shape == (2, 6, 3) and torch.equal(batched[1], 2 * points)
+
+
 def test_chamfer_distance_values_and_gradient():
     a = torch.tensor([[[0.0, 0, 0]]])
     b = torch.tensor([[[1.0, 0, 0], [0, 2, 0]]])
@@ -70,14 +79,10 @@ def test_a_sphere_fitted_by_chamfer_distance_takes_the_box_shape():
     sphere = icosphere(2, 0.3)
     offsets = torch.zeros_like(sphere.vertices, requires_grad=True)
     optimizer = torch.optim.Adam([offsets], lr=0.01)
-
-    def surface_of(vertices: torch.Tensor) -> torch.Tensor:
-        return torch.cat([vertices, vertices[sphere.faces].mean(1)])[None]
-
     truth = voxelize(box_v, box_f)
     before = voxel_iou(voxelize(sphere.vertices, sphere.faces), truth)
     for _ in range(150):
-        loss = chamfer_distance(surface_of(sphere.vertices + offsets), target).sum()
+        loss = chamfer_distance(vertices_and_face_centroids(sphere.vertices + offsets, sphere.faces)[None], target).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -100,8 +100,9 @@ def chamfer_distance(points: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
     points: (B, N, D), targets: (B, M, D) float (D = 3 for points in space), the same frame and units. Returns (B,):
     the mean over ``points`` of the squared distance to the nearest target plus the mean over ``targets`` of the
-    squared distance to the nearest point (units squared). The nearest neighbours are found without autograd (no (B, N, M) matrix is kept
-    for the backward pass); the gradient is that of the distances to them, in both arguments.
+    squared distance to the nearest point (units squared). The nearest neighbours are found without autograd (no
+    (B, N, M) matrix is kept for the backward pass); the gradient is that of the distances to them, in both
+    arguments.
     """
     if points.dim() != 3 or targets.dim() != 3 or points.shape[0] != targets.shape[0] or points.shape[2] != targets.shape[2]:
         raise ValueError(f"points and targets must be (B, N, D) and (B, M, D), got {tuple(points.shape)} and {tuple(targets.shape)}")

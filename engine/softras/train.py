@@ -35,6 +35,7 @@ from softras.evaluate import EvalReport, evaluate, format_report
 from softras.inputs import InputSettings
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, chamfer_distance, soft_iou_loss
+from softras.mesh import vertices_and_face_centroids
 from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
@@ -151,8 +152,8 @@ def training_losses(
     a viewpoint head also learns view a's azimuth (soft cross-entropy, :func:`softras.losses.azimuth_loss`), the
     head reading the code detached, or with ``cfg.viewpoint_encoder_share`` of its gradient reaching the encoder.
     A batch with true surface points adds ``cfg.surface_weight`` times their Chamfer distance to the predicted
-    surface (:func:`softras.losses.chamfer_distance`; the mesh's vertices and face centroids, so that a face
-    spanning a gap is pulled in too).
+    surface (:func:`softras.losses.chamfer_distance`, the surface as
+    :func:`softras.mesh.vertices_and_face_centroids`, so that a face spanning a gap is pulled in too).
     """
     net = getattr(model, "module", model)  # under DistributedDataParallel
     head = net.viewpoint is not None
@@ -176,8 +177,7 @@ def training_losses(
     losses["total"] = (losses["iou"] + cfg.laplacian_weight * losses["laplacian"] + cfg.flatten_weight * losses["flatten"]
                        + cfg.color_weight * losses["color"])
     if batch.surface is not None:
-        predicted = torch.cat([vertices, vertices[:, faces].mean(2)], dim=1)
-        losses["surface"] = chamfer_distance(predicted, batch.surface).mean()
+        losses["surface"] = chamfer_distance(vertices_and_face_centroids(vertices, faces), batch.surface).mean()
         losses["total"] = losses["total"] + cfg.surface_weight * losses["surface"]
     if head:
         losses["viewpoint"] = azimuth_loss(outputs[2], batch.azimuths_a)
