@@ -169,28 +169,52 @@ def _session_table(sessions: list[dict], cfg: dict) -> list[str]:
     return lines
 
 
+def _sources(parts: list[dict], cfg: dict) -> list[str]:
+    """A weight average's sources (a table) and, per source, the sessions it has beyond the first source's."""
+    lines = ["| source | sha256 | coefficient | step |", "|---|---|---:|---:|"]
+    lines += [f"| `{p['file']}` | `{p['sha256'][:16]}...` | {p['coefficient']:g} | {p['step']} |" for p in parts]
+    for p in parts:
+        if p["sessions"]:
+            lines += ["", f"Sessions of `{p['file']}` (coefficient {p['coefficient']:g}):", "", *_ledger(p["sessions"], cfg)]
+    return lines
+
+
+def _ledger(sessions: list[dict], cfg: dict) -> list[str]:
+    """The session table, then for each session that started from a weight average that average's sources."""
+    lines = _session_table(sessions, cfg)
+    for s in sessions:
+        origin = s.get("init_weights", {})
+        if "average" in origin:
+            lines += ["", f"The session started {s['started']} began from `{origin['file']}` "
+                      f"(`{origin['sha256'][:16]}...`), a weight average of:", "", *_sources(origin["average"], cfg)]
+    return lines
+
+
+def _every_session(sessions: list[dict]) -> list[dict]:
+    """``sessions`` and those of every weight average they started from, however nested."""
+    every = list(sessions)
+    for s in sessions:
+        for part in s.get("init_weights", {}).get("average", []):
+            every += _every_session(part["sessions"])
+    return every
+
+
 def _average(meta: dict) -> list[str]:
     """The card's section on a weight average (`softras average`): its sources and the sessions each adds."""
     if "average" not in meta:
         return []
-    lines = ["", "## Weight average", "",
-             "These weights are a weighted average of the tensors of generators fine-tuned from one start "
-             "(`softras average`, a model soup), validated anew as the first source's training validates. "
-             "The sessions above are the first source's; the others continue it with the sessions below.", "",
-             "| source | sha256 | coefficient | step |", "|---|---|---:|---:|"]
-    lines += [f"| `{p['file']}` | `{p['sha256'][:16]}...` | {p['coefficient']:g} | {p['step']} |" for p in meta["average"]]
-    for p in meta["average"]:
-        if p["sessions"]:
-            lines += ["", f"Sessions of `{p['file']}` (coefficient {p['coefficient']:g}):", "",
-                      *_session_table(p["sessions"], meta["train_config"])]
-    return lines
+    return ["", "## Weight average", "",
+            "These weights are a weighted average of the tensors of generators fine-tuned from one start "
+            "(`softras average`, a model soup), validated anew as the first source's training validates. "
+            "The sessions above are the first source's; the others continue it with the sessions below.", "",
+            *_sources(meta["average"], meta["train_config"])]
 
 
 def card(path: Path, eval_result: dict | None = None, eval_command: str = "") -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
     sessions = meta.get("sessions", [])
-    every = sessions + [s for part in meta.get("average", []) for s in part["sessions"]]
+    every = _every_session(sessions + [s for part in meta.get("average", []) for s in part["sessions"]])
     hours = sum(s["seconds"] for s in every) / 3600
     lines = [
         "# SoftRas generator: model card",
@@ -234,7 +258,7 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         "Weights shipped: " + (f"an exponential moving average (decay {cfg['ema_decay']}) of the trained weights and their "
                                 "BatchNorm statistics." if cfg.get("ema_decay") else "the trained weights themselves."),
         "",
-        *_session_table(sessions, cfg),
+        *_ledger(sessions, cfg),
         *_average(meta),
     ]
     lines += [

@@ -11,9 +11,17 @@ from conftest import TINY_MODEL
 from softras.cli import main
 from softras.model import Generator, GeneratorConfig, load_weights, sha256
 from softras.train import train, validate
-from softras.weight_average import average_generators, read_generator
+from softras.weight_average import average_generators, average_weight_files, read_generator
 
 from test_generator import tiny_config
+
+
+def _model_card():
+    """scripts/model_card.py as a module."""
+    spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parents[1] / "scripts" / "model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _generator(seed: int, **overrides) -> Generator:
@@ -98,12 +106,33 @@ def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_
     assert sources[0]["sha256"] == sha256(start) and sources[0]["sessions"] == []
     assert [(s["start_step"], s["end_step"]) for s in sources[1]["sessions"]] == [(2, 4)]
 
-    spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parents[1] / "scripts" / "model_card.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text = module.card(out)
+    text = _model_card().card(out)
     assert "## Weight average" in text and "a weight average of steps 2, 4" in text
     assert f"| `{checkpoint}` |" in text and "| 2 -> 4 |" in text and "over 2 session(s)" in text
+
+
+def test_a_run_from_a_weight_average_keeps_the_average_sources_in_its_ledger_and_card(tiny_data, tmp_path):
+    start, tuned = tmp_path / "start.pt", tmp_path / "tuned" / "checkpoint.pt"
+    train(tiny_config(tiny_data, tmp_path / "start", steps=2, export=str(start)), log=lambda m: None)
+    train(tiny_config(tiny_data, tmp_path / "tuned", steps=4, init_weights=str(start), seed=3), log=lambda m: None)
+    soup, final = tmp_path / "soup.pt", tmp_path / "final.pt"
+    average_weight_files([start, tuned], [0.5, 0.5], soup)
+    train(tiny_config(tiny_data, tmp_path / "after", steps=5, init_weights=str(soup), export=str(final)),
+          log=lambda m: None)
+
+    sessions = load_weights(final)[1]["sessions"]
+    assert [(s["start_step"], s["end_step"]) for s in sessions] == [(0, 2), (4, 5)]
+    assert "init_weights" not in sessions[0]
+    origin = sessions[1]["init_weights"]
+    assert origin["file"] == str(soup) and origin["sha256"] == sha256(soup)
+    assert origin["average"] == load_weights(soup)[1]["average"]
+    tuned_session = origin["average"][1]["sessions"][0]  # a run from plain weights names them, without sources
+    assert tuned_session["init_weights"] == {"file": str(start), "sha256": sha256(start)}
+
+    text = _model_card().card(final)
+    assert f"began from `{soup}` (`{sha256(soup)[:16]}...`), a weight average of:" in text
+    assert f"| `{tuned}` | `{sha256(tuned)[:16]}...` | 0.5 | 4 |" in text and "| 2 -> 4 |" in text
+    assert "over 3 session(s)" in text and "## Weight average" not in text
 
 
 def test_softras_average_reports_bad_input_and_writes_nothing(tiny_weights, tmp_path, capsys):

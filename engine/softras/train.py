@@ -36,7 +36,7 @@ from softras.inputs import InputSettings
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, chamfer_distance, soft_iou_loss
 from softras.mesh import vertices_and_face_centroids
-from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights
+from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights, sha256
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
@@ -241,8 +241,10 @@ _OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden"), "local.
 """Parts of the generator that initial weights may lack or have otherwise: state prefix -> their config fields."""
 
 
-def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tuple[int, list[dict]]:
-    """Copy exported weights into ``model``; returns their step and session ledger, which training continues.
+def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tuple[int, list[dict], dict]:
+    """Copy exported weights into ``model``; returns their step, their session ledger, which training continues, and
+    where they came from: ``{"file", "sha256"}``, with their ``average`` sources where they are a weight average
+    (:func:`softras.weight_average.average_weight_files`), so that the ledger keeps a nested average's lineage.
 
     The optional parts (the viewpoint head, the local evidence branch) may differ: weights without one (or with
     another) start the configured part afresh, and a part the config does not ask for is left out."""
@@ -257,7 +259,10 @@ def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tup
             state = {k: v for k, v in state.items() if not k.startswith(prefix)}
             state.update({k: v for k, v in fresh.items() if k.startswith(prefix)})
     model.load_state_dict(state)
-    return int(metadata.get("step", 0)), list(metadata.get("sessions", []))
+    origin = {"file": str(path), "sha256": sha256(path)}
+    if "average" in metadata:
+        origin["average"] = metadata["average"]
+    return int(metadata.get("step", 0)), list(metadata.get("sessions", [])), origin
 
 
 def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str], None] | None = None) -> Path:
@@ -281,12 +286,13 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     validated = model if ema is None else ema.module  # the weights that are validated and exported
+    origin = None  # the initial weights this run started from, where it did
     if checkpoint.exists():
         step, sessions = _load_checkpoint(checkpoint, model, optimizer, ema, cfg)
         if rank == 0:
             log(f"resuming from {checkpoint} at step {step}")
     elif cfg.init_weights:
-        step, sessions = _load_initial_weights(Path(cfg.init_weights), model, cfg)
+        step, sessions, origin = _load_initial_weights(Path(cfg.init_weights), model, cfg)
         if rank == 0:
             log(f"starting from {cfg.init_weights} (step {step}) with a fresh optimizer state")
     else:
@@ -300,6 +306,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter, "surface_weight": cfg.surface_weight,
                "augment": None if cfg.augment is None else asdict(cfg.augment),
                "start_step": step, "end_step": step, "seconds": 0.0}
+    if origin is not None:
+        session["init_weights"] = origin
     sessions.append(session)
     session_start = time.monotonic()
 
