@@ -116,18 +116,9 @@ def _architecture(model: Generator, meta: dict) -> list[str]:
         f"{', '.join(map(str, cfg.decoder_fc))}, then a centroid and per-vertex offsets of the "
         f"{model.shape_decoder.sign.shape[0]}-vertex icosphere (level {cfg.template_level}, {model.faces.shape[0]} faces). "
         f"Colour decoder ({_millions(model.color_decoder):.1f} M): a palette of {cfg.palette_size} colours sampled from "
-        f"the input and a per-vertex mixture of it." + _local_evidence(model) + _viewpoint_head(model, meta),
+        f"the input and a per-vertex mixture of it." + _viewpoint_head(model, meta),
         "",
     ]
-
-
-def _local_evidence(model: Generator) -> str:
-    """The architecture sentence of the local evidence branch, or '' without one."""
-    if model.local is None:
-        return ""
-    cfg, side = model.cfg, model.cfg.image_size // 4
-    return (f" Local evidence ({_millions(model.local):.2f} M): every vertex attends ({cfg.local_heads} heads) over {side} x {side} "
-            f"image features of {cfg.local_features} channels and adds what it finds to its offset.")
 
 
 def _viewpoint_head(model: Generator, meta: dict) -> str:

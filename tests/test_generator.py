@@ -171,6 +171,19 @@ def test_weights_round_trip_and_bad_files(tmp_path):
         load_weights(tmp_path / "mismatch.pt")
 
 
+def test_weights_written_before_the_local_evidence_branch_was_removed(tmp_path):
+    model = Generator(GeneratorConfig(**TINY_MODEL)).eval()
+    payload = torch.load(save_weights(model, tmp_path / "w.pt"), weights_only=True)
+    payload["config"].update(local_features=0, local_heads=4)  # what every file written before session 18 carries
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _ = load_weights(tmp_path / "old.pt")
+    assert loaded.cfg == model.cfg
+    payload["config"]["local_features"] = 64
+    torch.save(payload, tmp_path / "branch.pt")
+    with pytest.raises((WeightsError, ValueError), match="local evidence branch"):
+        load_weights(tmp_path / "branch.pt")
+
+
 def test_evaluate_reports_every_category(tiny_data):
     shapes_path, views_path = tiny_data
     torch.manual_seed(0)

@@ -23,7 +23,7 @@ from torch import nn
 
 from softras.mesh import icosphere
 
-__all__ = ["GeneratorConfig", "Generator", "LocalEvidence", "ViewpointHead", "save_weights", "load_weights", "WeightsError",
+__all__ = ["GeneratorConfig", "Generator", "ViewpointHead", "save_weights", "load_weights", "WeightsError",
            "read_torch_file", "generator_from_payload"]
 
 WEIGHTS_FORMAT = "softras-generator"
@@ -46,17 +46,21 @@ class GeneratorConfig:
     template_rotation: tuple[float, float, float] = (1.22, 1.71, 0.47)  # radians, XYZ; keeps vertices off the axes
     viewpoint_bins: int = 0  # > 0: a head that classifies the input's azimuth into this many equal bins
     viewpoint_hidden: int = 256
-    local_features: int = 0  # > 0: a LocalEvidence branch of this width refines the offsets from image locations
-    local_heads: int = 4
 
     def __post_init__(self) -> None:
         if self.image_size % 2 ** len(self.conv_channels):
             raise ValueError("image_size must be divisible by 2 ** len(conv_channels)")
-        if self.local_features and (self.local_features % self.local_heads or self.image_size % 4):
-            raise ValueError("local_features must be divisible by local_heads, and image_size by 4")
 
     @classmethod
     def from_dict(cls, d: dict) -> "GeneratorConfig":
+        """The config stored with weights or written in a training config's ``[model]``. Files written before the
+        local evidence branch was removed (models/NOTES.md, session 18) carry ``local_features = 0`` and
+        ``local_heads``: accepted and dropped; weights that used the branch are refused."""
+        d = dict(d)
+        if d.pop("local_features", 0):
+            raise ValueError("these weights use the local evidence branch (local_features > 0), which this version "
+                             "no longer has (models/NOTES.md, session 18)")
+        d.pop("local_heads", None)
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
@@ -112,13 +116,10 @@ class ShapeDecoder(nn.Module):
         self.register_buffer("sign", torch.where(base >= 0, 1.0, -1.0))
         self.register_buffer("base_logit", torch.logit(base.abs().clamp(1e-4, 1 - 1e-4)))
 
-    def forward(self, code: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """``residual`` (B, V, 3), optional: added to the offset logits (:class:`LocalEvidence`)."""
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
         h = self.fc(code)
         centroid = torch.tanh(0.1 * self.centroid(h))[:, None, :]
         offsets = self.offsets(h).view(h.shape[0], -1, 3)
-        if residual is not None:
-            offsets = offsets + residual
         v = torch.sigmoid(self.base_logit + offsets) * self.sign  # in (-1, 1) around the centroid
         v = F.relu(v) * (1 - centroid) - F.relu(-v) * (1 + centroid) + centroid
         return 0.5 * v
@@ -151,43 +152,6 @@ class ColorDecoder(nn.Module):
         palette = torch.softmax(logits, dim=-1) @ rgb.transpose(1, 2)  # (B, P, 3)
         select = torch.softmax(self.selection(h).view(b, -1, cfg.palette_size), dim=-1)
         return (select @ palette).clamp(0, 1)
-
-
-class LocalEvidence(nn.Module):
-    """Code (B, D) and image (B, 4, S, S) -> per-vertex residual (B, V, 3) on the shape decoder's offset logits.
-
-    The paper's decoder sees the picture only through the global code, which keeps little of where things are in
-    it. Here a small convolutional network turns the image into (S/4)^2 tokens of ``local_features`` channels with
-    learned positions; every template vertex queries them (``local_heads``-head attention) with its own learned
-    embedding plus a projection of the code, which carries the viewpoint, so it can learn where in the picture its
-    part of the object shows. The last layer starts at zero: a generator that gains the branch predicts exactly as
-    before until training moves it.
-    """
-
-    def __init__(self, cfg: GeneratorConfig, num_vertices: int) -> None:
-        super().__init__()
-        d, self.heads = cfg.local_features, cfg.local_heads
-        self.cnn = nn.Sequential(nn.Conv2d(4, d // 2, 5, stride=2, padding=2), nn.ReLU(inplace=True),
-                                 nn.Conv2d(d // 2, d, 5, stride=2, padding=2), nn.ReLU(inplace=True),
-                                 nn.Conv2d(d, d, 3, padding=1), nn.ReLU(inplace=True))
-        self.position = nn.Parameter(0.02 * torch.randn(1, (cfg.image_size // 4) ** 2, d))
-        self.vertex = nn.Parameter(0.02 * torch.randn(num_vertices, d))
-        self.query = nn.Linear(cfg.encoder_fc[-1], d)
-        self.key_value = nn.Linear(d, 2 * d)
-        self.out = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 3))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
-
-    def forward(self, code: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        tokens = self.cnn(images).flatten(2).transpose(1, 2) + self.position  # (B, T, d)
-        key, value = self.key_value(tokens).chunk(2, dim=-1)
-        query = self.vertex[None] + self.query(code)[:, None]  # (B, V, d)
-
-        def split(x: torch.Tensor) -> torch.Tensor:  # (B, N, d) -> (B, heads, N, d / heads)
-            return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
-
-        gathered = F.scaled_dot_product_attention(split(query), split(key), split(value))
-        return self.out(gathered.transpose(1, 2).flatten(2))
 
 
 class ViewpointHead(nn.Module):
@@ -225,7 +189,6 @@ class Generator(nn.Module):
         self.shape_decoder = ShapeDecoder(cfg, template)
         self.color_decoder = ColorDecoder(cfg, template.shape[0])
         self.viewpoint = ViewpointHead(cfg) if cfg.viewpoint_bins else None
-        self.local = LocalEvidence(cfg, template.shape[0]) if cfg.local_features else None
 
     def forward(self, images: torch.Tensor, with_viewpoint: bool = False,
                 viewpoint_encoder_share: float = 0.0) -> tuple[torch.Tensor, ...]:
@@ -252,8 +215,7 @@ class Generator(nn.Module):
 
     def decode(self, code: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Code (B, D) and its images (B, 4, S, S) -> (vertices (B, V, 3), colors (B, V, 3)), as ``forward``."""
-        residual = None if self.local is None else self.local(code, images)
-        return self.shape_decoder(code, residual), self.color_decoder(code, images)
+        return self.shape_decoder(code), self.color_decoder(code, images)
 
     def azimuth_probabilities(self, code: torch.Tensor) -> torch.Tensor | None:
         """Code (B, D) from :meth:`encode` -> (B, viewpoint_bins) float32 probabilities of the input's azimuth (bin k

@@ -65,7 +65,6 @@ class TrainConfig:
     steps: int = 10000
     batch_size: int = 64  # objects per step over all processes; each contributes two views
     lr: float = 1e-4
-    local_lr: float | None = None  # learning rate of the local evidence branch ([model] local_features); None: lr
     sigma: float = 3e-5
     gamma: float = 1e-4
     laplacian_weight: float = 0.01
@@ -221,23 +220,12 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
             ema.load_state_dict(state["ema"])
         else:
             ema.update_parameters(model)
-    for group, wanted in zip(optimizer.param_groups, _param_groups(model, cfg)):  # the config's rates apply to a resumed run
-        group["lr"] = wanted["lr"]
+    for group in optimizer.param_groups:  # the config's rate applies to a resumed run
+        group["lr"] = cfg.lr
     return int(state["step"]), list(state.get("sessions", []))
 
 
-def _param_groups(model: Generator, cfg: TrainConfig) -> list[dict]:
-    """Adam's parameter groups: everything at ``cfg.lr``, or with ``cfg.local_lr`` the local evidence branch apart."""
-    if cfg.local_lr is None:
-        return [{"params": list(model.parameters()), "lr": cfg.lr}]
-    if model.local is None:
-        raise ValueError("local_lr needs a local evidence branch ([model] local_features > 0)")
-    local = {id(p) for p in model.local.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in local]
-    return [{"params": rest, "lr": cfg.lr}, {"params": list(model.local.parameters()), "lr": cfg.local_lr}]
-
-
-_OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden"), "local.": ("local_features", "local_heads")}
+_OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden")}
 """Parts of the generator that initial weights may lack or have otherwise: state prefix -> their config fields."""
 
 
@@ -246,7 +234,7 @@ def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tup
     where they came from: ``{"file", "sha256"}``, with their ``average`` sources where they are a weight average
     (:func:`softras.weight_average.average_weight_files`), so that the ledger keeps a nested average's lineage.
 
-    The optional parts (the viewpoint head, the local evidence branch) may differ: weights without one (or with
+    The optional part (the viewpoint head) may differ: weights without one (or with
     another) start the configured part afresh, and a part the config does not ask for is left out."""
     source, metadata = load_weights(path)
     fields = [f for names in _OPTIONAL_PARTS.values() for f in names]
@@ -283,7 +271,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
 
     torch.manual_seed(cfg.seed)
     model = Generator(cfg.model).to(device)
-    optimizer = torch.optim.Adam(_param_groups(model, cfg))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     validated = model if ema is None else ema.module  # the weights that are validated and exported
     origin = None  # the initial weights this run started from, where it did
