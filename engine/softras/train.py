@@ -234,8 +234,8 @@ def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tup
     where they came from: ``{"file", "sha256"}``, with their ``average`` sources where they are a weight average
     (:func:`softras.weight_average.average_weight_files`), so that the ledger keeps a nested average's lineage.
 
-    The optional part (the viewpoint head) may differ: weights without one (or with
-    another) start the configured part afresh, and a part the config does not ask for is left out."""
+    The optional part (the viewpoint head) may differ: weights without one (or with another) start the configured
+    part afresh, and a part the config does not ask for is left out."""
     source, metadata = load_weights(path)
     fields = [f for names in _OPTIONAL_PARTS.values() for f in names]
     defaults = {f: getattr(GeneratorConfig, f) for f in fields}
