@@ -38,3 +38,16 @@ def test_paired_comparison_matches_eval_and_is_zero_against_itself(tiny_data, ti
     assert (a, b) == pytest.approx(expected, abs=1e-4) and diff == pytest.approx(b - a, abs=2e-4)
     lo, hi = (float(x) for x in re.search(r"interval over models \[(\S+), (\S+)\]", text).groups())
     assert lo <= hi
+
+
+def test_several_b_are_each_compared_with_a_as_when_given_alone(tiny_data, tiny_weights, tmp_path, monkeypatch, capsys):
+    shapes, views = tiny_data
+    others = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        others.append(str(save_weights(Generator(GeneratorConfig(**TINY_MODEL)), tmp_path / f"other{seed}.pt")))
+    common = ["--views", str(views), "--data", str(shapes), "--views-per-model", "2", "--bootstrap", "50"]
+    together = _run(monkeypatch, capsys, str(tiny_weights), *others, *common)
+    alone = [_run(monkeypatch, capsys, str(tiny_weights), other, *common) for other in others]
+    assert together == "".join(alone)
+    assert together.count("B - A:") == 2 and alone[0] != alone[1]
