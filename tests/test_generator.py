@@ -264,3 +264,34 @@ def test_training_starts_from_exported_weights_without_a_checkpoint(tiny_data, t
     other = tiny_config(tiny_data, tmp_path / "third", init_weights=str(exported), model={**TINY_MODEL, "palette_size": 8})
     with pytest.raises(ValueError, match="another model config"):
         train(other, log=lambda m: None)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_runs_only_where_the_device_has_native_bfloat16(tiny_data, tmp_path, monkeypatch, native):
+    import softras.train
+
+    monkeypatch.setattr(softras.train, "native_bfloat16", lambda device: native)
+    autocast_dtypes = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type, dtype=None, enabled=True, **kwargs):
+        autocast_dtypes.append(dtype if enabled else None)
+        return real_autocast(device_type, dtype=dtype, enabled=enabled, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+    messages = []
+    train(tiny_config(tiny_data, tmp_path, steps=2, bf16=True), log=messages.append)
+    assert autocast_dtypes == [torch.bfloat16 if native else None] * 2
+    assert any("no native bfloat16" in m and "float32" in m for m in messages) != native
+    sessions = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["sessions"]
+    assert sessions[-1]["bf16"] is native and torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["bf16"]
+
+
+def test_native_bfloat16_reads_the_cpu_capabilities(monkeypatch):
+    from softras.train import native_bfloat16
+
+    for capabilities, expected in [({"avx2": True}, False), ({"avx512_bf16": True}, True), ({"amx_bf16": True}, True),
+                                   ({"bf16": True, "architecture": "arm64"}, True), ({"avx512_bf16": False}, False)]:
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+        assert native_bfloat16(torch.device("cpu")) is expected, capabilities
+    assert native_bfloat16(torch.device("meta")) is False

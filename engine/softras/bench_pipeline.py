@@ -1,7 +1,9 @@
 """``softras bench --suite pipeline``: the product's end-to-end timings.
 
 - one generator training step (batch 64 objects, two views each, forward + backward + Adam), paper-sized model,
-  and the same with the lean encoder (``GeneratorConfig.encoder_reduce = 32``), also as a ratio to the first;
+  and the same with the lean encoder (``GeneratorConfig.encoder_reduce = 32``), also as a ratio to the first, and
+  that lean step under bfloat16 autocast (``TrainConfig.bf16``) as a ratio to it, native or emulated as this machine
+  has it (:func:`softras.train.native_bfloat16`);
 - the inputs of one training batch: 64 renders of 128x128 perturbed (:mod:`softras.augment`) and taken through the
   intake, as training prepares them (on a thread, beside the step);
 - weights loading, and one reconstruction of a prepared 64x64 image with the weights loaded;
@@ -16,6 +18,7 @@ Inputs are synthetic (random images, a rendered box silhouette), so the benchmar
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -39,7 +42,7 @@ from softras.raster import RasterSettings, render_silhouette
 from softras.reconstruct import Reconstructor
 from softras.refine import RefineSettings, refine
 from softras.texture import BakeSettings, bake_texture
-from softras.train import TrainConfig, training_losses
+from softras.train import TrainConfig, native_bfloat16, training_losses
 
 __all__ = ["PipelineResult", "run_pipeline", "format_pipeline"]
 
@@ -52,7 +55,8 @@ class PipelineResult:
     repeats: int
     ratio: float | None = None
     """median_ms over a reference row's median in the same run, where the machine's load moves both alike: the
-    paper-sized training step for the lean one, the generator's forward pass for the texture bake."""
+    paper-sized training step for the lean one, the lean one for its bfloat16 variant, the generator's forward pass
+    for the texture bake."""
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -124,6 +128,9 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
     paper = PipelineResult("train step (batch 64 x 2 views)", _train_step_ms(Generator(), batch, cfg, steps), 2000, steps)
     lean_ms = _train_step_ms(Generator(GeneratorConfig(encoder_reduce=32)), batch, cfg, steps)
     results += [paper, PipelineResult("  the same, lean encoder (1x1 conv to 32)", lean_ms, 1000, steps, lean_ms / paper.median_ms)]
+    bf16_ms = _train_step_ms(Generator(GeneratorConfig(encoder_reduce=32)), batch, dataclasses.replace(cfg, bf16=True), steps)
+    native = "native" if native_bfloat16(torch.device("cpu")) else "emulated"
+    results.append(PipelineResult(f"  lean, bfloat16 autocast ({native} here)", bf16_ms, None, steps, bf16_ms / lean_ms))
     model = Generator()
 
     pictures = _renders(64, 128)

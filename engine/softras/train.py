@@ -40,7 +40,7 @@ from softras.model import Generator, GeneratorConfig, WeightsError, load_weights
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
-__all__ = ["TrainConfig", "train", "training_losses"]
+__all__ = ["TrainConfig", "native_bfloat16", "train", "training_losses"]
 
 
 SURFACE_BANK = 4096
@@ -88,7 +88,9 @@ class TrainConfig:
     mirror: bool = False  # also train on the shapes' mirror images (x -> -x): flipped views, negated azimuths
     category_balance: float = 0.0  # 0: every model equally often; 1: every category equally often (ViewSet.model_weights)
     max_grad_norm: float = 10.0  # gradients are clipped to this norm; a step with a non-finite gradient is skipped
-    bf16: bool = False  # run the generator's layers under bfloat16 autocast (the rasterizer stays float32)
+    # run the generator's layers under bfloat16 autocast (the rasterizer stays float32) where the device computes in
+    # bfloat16 natively (native_bfloat16); elsewhere training runs in float32 and says so
+    bf16: bool = False
     ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the weights (and BatchNorm statistics)
     # every input goes through the user's intake; on top, random framing and picture augmentation (softras.inputs)
     fill_jitter: float = 0.0  # the intake's fill times exp(u), u uniform in [-fill_jitter, fill_jitter]
@@ -182,6 +184,18 @@ def training_losses(
         losses["viewpoint"] = azimuth_loss(outputs[2], batch.azimuths_a)
         losses["total"] = losses["total"] + cfg.viewpoint_weight * losses["viewpoint"]
     return losses
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or
+    AMX-BF16 (x86) or BF16 (ARM) instructions. Elsewhere autocast emulates bfloat16 and a training step takes several
+    times as long as in float32 (about 6x on an AVX2-only CPU, models/NOTES.md session 19)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    capabilities = torch.cpu.get_capabilities()
+    return any(bool(capabilities.get(name)) for name in ("avx512_bf16", "amx_bf16", "bf16"))
 
 
 def _device(name: str, local_rank: int) -> torch.device:
@@ -285,6 +299,13 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
             log(f"starting from {cfg.init_weights} (step {step}) with a fresh optimizer state")
     else:
         step, sessions = 0, []
+    if cfg.bf16 and not native_bfloat16(device):
+        if rank == 0:
+            log(f"bf16 is set, but this {device.type} has no native bfloat16 (emulated, it would take several times as "
+                "long per step): training in float32")
+        step_cfg = dataclasses.replace(cfg, bf16=False)
+    else:
+        step_cfg = cfg
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
                "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
@@ -293,7 +314,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                "mirror": cfg.mirror, "category_balance": cfg.category_balance, "ema_decay": cfg.ema_decay,
                "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter, "surface_weight": cfg.surface_weight,
                "augment": None if cfg.augment is None else asdict(cfg.augment),
-               "start_step": step, "end_step": step, "seconds": 0.0}
+               "bf16": step_cfg.bf16, "start_step": step, "end_step": step, "seconds": 0.0}
     if origin is not None:
         session["init_weights"] = origin
     sessions.append(session)
@@ -336,7 +357,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     while step < cfg.steps and not _time_is_up(deadline, distributed, device):
         batch = upcoming.popleft().result().to(device)
         upcoming.append(pool.submit(_sample, step + depth))
-        losses = training_losses(net, faces, batch, settings, laplacian, flatten, cfg)
+        losses = training_losses(net, faces, batch, settings, laplacian, flatten, step_cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
