@@ -184,6 +184,16 @@ def test_weights_written_before_the_local_evidence_branch_was_removed(tmp_path):
         load_weights(tmp_path / "branch.pt")
 
 
+def test_training_configs_written_before_the_local_evidence_branch_was_removed(tiny_data, tmp_path):
+    stored = tiny_config(tiny_data, tmp_path).as_dict()
+    assert TrainConfig.from_dict({**stored, "local_lr": None}) == TrainConfig.from_dict(stored)
+    with pytest.raises(ValueError, match="local evidence branch"):
+        TrainConfig.from_dict({**stored, "local_lr": 1e-3})
+    # the shipped weights' own training config, which `softras average` validates an average with
+    shipped = Path(__file__).resolve().parents[1] / "models" / "softras_generator.pt"
+    assert TrainConfig.from_dict(load_weights(shipped)[1]["train_config"]).model == load_weights(shipped)[0].cfg
+
+
 def test_evaluate_reports_every_category(tiny_data):
     shapes_path, views_path = tiny_data
     torch.manual_seed(0)

@@ -114,7 +114,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
+        """A training config as written in TOML or stored with weights and checkpoints. Those written before the
+        local evidence branch was removed (models/NOTES.md, session 18) carry ``local_lr = None``: accepted and
+        dropped; a config that set it is refused."""
         raw = dict(raw)
+        if raw.pop("local_lr", None) is not None:
+            raise ValueError("local_lr was the learning rate of the local evidence branch, which this version no "
+                             "longer has (models/NOTES.md, session 18)")
         model = GeneratorConfig.from_dict(raw.pop("model", {}))
         if raw.get("augment") is not None:  # None (no augmentation) as written by as_dict
             raw["augment"] = AugmentSettings.from_dict(raw["augment"])
