@@ -64,3 +64,24 @@ def test_bench_case_measures_sparse_and_dense():
     assert "tiny" in format_table([result])
     skipped = run_case(BenchCase("tiny", 1, 16, 2, "silhouette"), torch.device("cpu"), dense_budget_mb=0, min_repeats=1, min_seconds=0)
     assert skipped.dense_ms is None and skipped.speedup is None
+
+
+def test_pipeline_bench_training_step_runs_on_its_synthetic_batch():
+    """``softras bench --suite pipeline`` times training steps on a synthetic batch; a tiny generator takes one, with
+    and without bfloat16 autocast (the batch must keep up with TwoViewBatch's fields)."""
+    import dataclasses
+
+    import torch
+
+    from conftest import TINY_MODEL
+    from softras.bench_pipeline import _train_batch, _train_step_ms
+    from softras.model import Generator, GeneratorConfig
+    from softras.train import TrainConfig
+
+    model_cfg = GeneratorConfig(**TINY_MODEL)
+    batch = _train_batch(4, model_cfg.image_size)
+    assert batch.inputs.shape == (4, 4, model_cfg.image_size, model_cfg.image_size) and batch.azimuths_a.shape == (4,)
+    cfg = TrainConfig(views="", shapes="")
+    for step_cfg in (cfg, dataclasses.replace(cfg, bf16=True)):
+        torch.manual_seed(0)
+        assert _train_step_ms(Generator(model_cfg), batch, step_cfg, 1) > 0

@@ -99,6 +99,17 @@ def _box_mask() -> tuple[torch.Tensor, Camera]:
     return (render_silhouette(box.vertices, box.faces, camera, RasterSettings(64)) > 0.5).float(), camera
 
 
+def _train_batch(count: int, size: int) -> TwoViewBatch:
+    """A synthetic training batch: ``count`` objects, random binary RGBA pictures of ``size`` px, azimuths 15 degrees
+    apart, view b a quarter turn from view a."""
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(2 * count, 4, size, size, generator=g) > 0.5).float()
+    azimuths = torch.arange(count) * 15.0
+    return TwoViewBatch(images[:count], images[:count], images[count:], Camera.from_angles(azimuth=azimuths),
+                        Camera.from_angles(azimuth=azimuths + 90), torch.arange(count), torch.zeros(count, dtype=torch.bool),
+                        azimuths)
+
+
 def _train_step_ms(model: Generator, batch: TwoViewBatch, cfg: TrainConfig, repeats: int) -> float:
     """Median time of one training step (forward, backward, Adam) of ``model`` on ``batch``."""
     settings = RasterSettings(model.cfg.image_size, sigma=cfg.sigma, gamma=cfg.gamma)
@@ -120,9 +131,7 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
     torch.manual_seed(0)
     cfg = TrainConfig(views="", shapes="")
     g = torch.Generator().manual_seed(0)
-    images = (torch.rand(128, 4, 64, 64, generator=g) > 0.5).float()
-    batch = TwoViewBatch(images[:64], images[:64], images[64:], Camera.from_angles(azimuth=torch.arange(64) * 15.0),
-                         Camera.from_angles(azimuth=torch.arange(64) * 15.0 + 90), torch.arange(64), torch.zeros(64, dtype=torch.bool))
+    batch = _train_batch(64, 64)
     steps = max(3, repeats // 2)
     say("training step ...")
     paper = PipelineResult("train step (batch 64 x 2 views)", _train_step_ms(Generator(), batch, cfg, steps), 2000, steps)
