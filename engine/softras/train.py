@@ -195,7 +195,8 @@ def training_losses(
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or
     AMX-BF16 (x86) or BF16 (ARM) instructions. Elsewhere autocast emulates bfloat16 and a training step takes several
-    times as long as in float32 (about 6x on an AVX2-only CPU, models/NOTES.md session 19)."""
+    times as long as in float32 (11x on an AVX2-only CPU by `softras bench --suite pipeline`, models/NOTES.md
+    session 19)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
