@@ -191,7 +191,8 @@ def test_training_configs_written_before_the_local_evidence_branch_was_removed(t
         TrainConfig.from_dict({**stored, "local_lr": 1e-3})
     # the shipped weights' own training config, which `softras average` validates an average with
     shipped = Path(__file__).resolve().parents[1] / "models" / "softras_generator.pt"
-    assert TrainConfig.from_dict(load_weights(shipped)[1]["train_config"]).model == load_weights(shipped)[0].cfg
+    model, metadata = load_weights(shipped)
+    assert TrainConfig.from_dict(metadata["train_config"]).model == model.cfg
 
 
 def test_evaluate_reports_every_category(tiny_data):
@@ -293,8 +294,8 @@ def test_bf16_runs_only_where_the_device_has_native_bfloat16(tiny_data, tmp_path
     train(tiny_config(tiny_data, tmp_path, steps=2, bf16=True), log=messages.append)
     assert autocast_dtypes == [torch.bfloat16 if native else None] * 2
     assert any("no native bfloat16" in m and "float32" in m for m in messages) != native
-    sessions = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["sessions"]
-    assert sessions[-1]["bf16"] is native and torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["bf16"]
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["sessions"][-1]["bf16"] is native and checkpoint["config"]["bf16"]
 
 
 def test_native_bfloat16_reads_the_cpu_capabilities(monkeypatch):

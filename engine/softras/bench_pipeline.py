@@ -135,9 +135,10 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
     steps = max(3, repeats // 2)
     say("training step ...")
     paper = PipelineResult("train step (batch 64 x 2 views)", _train_step_ms(Generator(), batch, cfg, steps), 2000, steps)
-    lean_ms = _train_step_ms(Generator(GeneratorConfig(encoder_reduce=32)), batch, cfg, steps)
+    lean = GeneratorConfig(encoder_reduce=32)
+    lean_ms = _train_step_ms(Generator(lean), batch, cfg, steps)
     results += [paper, PipelineResult("  the same, lean encoder (1x1 conv to 32)", lean_ms, 1000, steps, lean_ms / paper.median_ms)]
-    bf16_ms = _train_step_ms(Generator(GeneratorConfig(encoder_reduce=32)), batch, dataclasses.replace(cfg, bf16=True), steps)
+    bf16_ms = _train_step_ms(Generator(lean), batch, dataclasses.replace(cfg, bf16=True), steps)
     native = "native" if native_bfloat16(torch.device("cpu")) else "emulated"
     results.append(PipelineResult(f"  lean, bfloat16 autocast ({native} here)", bf16_ms, None, steps, bf16_ms / lean_ms))
     model = Generator()
