@@ -1,5 +1,7 @@
 """The Pixel2Mesh-style second stage (GeneratorConfig.projected_features) and training only some parts."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -53,7 +55,7 @@ def test_vertices_are_sampled_where_the_intake_puts_their_silhouette():
     picture[..., 3] = (alpha.clamp(0, 1) * 255).round().byte().numpy()
     prepared = generator_input(picture, 64)[3]  # (64, 64) alpha as the generator sees it
     stage = Generator(GeneratorConfig(**dict(HEAD, image_size=64), projected_features=8)).refinement
-    grid = stage.sample_points(v[None], azimuth)  # (1, V, 2) in [-1, 1], x right, y down
+    grid, axes = stage.sample_points(v[None], azimuth)  # (1, V, 2) in [-1, 1], x right, y down
     pixels = (grid[0] + 1) / 2 * 64
     rows, cols = torch.nonzero(prepared > 0.5, as_tuple=True)
     assert torch.allclose(pixels.amin(0), torch.stack([cols.min(), rows.min()]).float(), atol=1.5)
@@ -62,6 +64,23 @@ def test_vertices_are_sampled_where_the_intake_puts_their_silhouette():
     assert sampled.quantile(0.05) > 0.25 and sampled.mean() > 0.7
     flipped = F.grid_sample(prepared[None, None], (grid * torch.tensor([1.0, -1.0]))[:, :, None, :], align_corners=False)
     assert flipped.quantile(0.05) < 0.05  # the check above can fail
+    assert torch.allclose(axes[0] @ axes[0].T, torch.eye(3), atol=1e-6)  # orthonormal; forward: from the eye to the origin
+    assert torch.allclose(axes[0, 2], -torch.nn.functional.normalize(Camera.from_angles(azimuth=azimuth).eye, dim=-1)[0], atol=1e-6)
+
+
+def test_the_new_stage_moves_vertices_along_the_camera_axes():
+    """A last layer that moves every vertex right by 0.1 * tanh(1) moves it along the camera's right axis, which
+    turns with the azimuth."""
+    stage = Generator(GeneratorConfig(**HEAD, projected_features=8)).refinement
+    with torch.no_grad():
+        stage.mlp[-1].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+    vertices = icosphere(1).vertices[None].repeat(2, 1, 1) * 0.2
+    maps = [torch.rand(2, c, 32 // 2 ** (i + 1), 32 // 2 ** (i + 1)) for i, c in enumerate(TINY_MODEL["conv_channels"])]
+    azimuth = torch.tensor([0.0, 90.0])
+    moved = stage(vertices, maps, azimuth) - vertices
+    right = torch.stack(Camera.from_angles(azimuth=azimuth).basis(), dim=1)[:, 0]  # (2, 3)
+    assert torch.allclose(moved, 0.1 * math.tanh(1.0) * right[:, None, :].expand_as(moved), atol=1e-6)
+    assert not torch.allclose(right[0], right[1], atol=0.5)
 
 
 def _config(tiny_data, tmp_path, **overrides) -> TrainConfig:

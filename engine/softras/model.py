@@ -178,36 +178,40 @@ class ProjectedRefinement(nn.Module):
     The vertices are projected by the standard camera (:meth:`softras.Camera.from_angles` at that azimuth and
     :data:`~softras.camera.DEFAULT_ELEVATION`), then framed as the intake frames a picture: their projected bounding
     box's longer side spans the intake's ``fill`` of the input, its centre ``offset`` from the input's centre. Every
-    map is sampled bilinearly there; a per-vertex MLP reads the samples and the vertex and moves it by at most 0.1
-    along each axis, clamped to the unit box. The last layer starts at zero: a new stage starts as the identity.
+    map is sampled bilinearly there. A per-vertex MLP reads the samples, where the vertex lands and the vertex in the
+    camera's axes (right, up, forward), and moves it by at most 0.1 along each of those axes (so that what it learns
+    holds at every azimuth), clamped to the unit box. The last layer starts at zero: a new stage starts as the
+    identity.
     """
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         width = cfg.projected_features
-        self.mlp = nn.Sequential(nn.Linear(sum(cfg.conv_channels) + 3, width), nn.ReLU(inplace=True),
+        self.mlp = nn.Sequential(nn.Linear(sum(cfg.conv_channels) + 5, width), nn.ReLU(inplace=True),
                                  nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, 3))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
         framing = IntakeSettings()
         self.fill, self.offset = framing.fill, framing.offset
 
-    def sample_points(self, vertices: torch.Tensor, azimuth: torch.Tensor) -> torch.Tensor:
+    def sample_points(self, vertices: torch.Tensor, azimuth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Where the vertices (B, V, 3) land in the input, (B, V, 2) in ``grid_sample``'s [-1, 1] units (x right,
-        y down)."""
+        y down), and the cameras' axes (B, 3, 3) (rows: right, up, forward; object frame)."""
         cameras = Camera.from_angles(elevation=DEFAULT_ELEVATION, azimuth=azimuth, dtype=vertices.dtype, device=vertices.device)
         ndc = cameras.project(vertices)[..., :2] * torch.tensor([1.0, -1.0], device=vertices.device)  # y down
         low, high = ndc.amin(1, keepdim=True), ndc.amax(1, keepdim=True)
         side = (high - low).amax(-1, keepdim=True).clamp(min=1e-6)
         offset = torch.tensor(self.offset, dtype=vertices.dtype, device=vertices.device)
-        return (ndc - (low + high) / 2) * (2 * self.fill / side) + 2 * offset
+        return (ndc - (low + high) / 2) * (2 * self.fill / side) + 2 * offset, torch.stack(cameras.basis(), dim=1)
 
     def forward(self, vertices: torch.Tensor, maps: list[torch.Tensor], azimuth: torch.Tensor) -> torch.Tensor:
-        grid = self.sample_points(vertices, azimuth)[:, :, None, :]  # (B, V, 1, 2)
-        samples = [F.grid_sample(m, grid.to(m.dtype), align_corners=False)[..., 0] for m in maps]  # (B, C, V)
-        features = torch.cat([*samples, vertices.to(samples[0].dtype).transpose(1, 2)], dim=1).transpose(1, 2)
+        grid, axes = self.sample_points(vertices.float(), azimuth)
+        samples = [F.grid_sample(m, grid[:, :, None, :].to(m.dtype), align_corners=False)[..., 0] for m in maps]  # (B, C, V)
+        seen = torch.bmm(vertices.float(), axes.transpose(1, 2))  # (B, V, 3) in the camera's axes
+        features = torch.cat([torch.cat(samples, dim=1).transpose(1, 2), grid.to(samples[0].dtype),
+                              seen.to(samples[0].dtype)], dim=-1)
         moves = 0.1 * torch.tanh(self.mlp(features).float())
-        return (vertices + moves).clamp(-0.5, 0.5)
+        return (vertices + torch.bmm(moves, axes)).clamp(-0.5, 0.5)
 
 
 class ViewpointHead(nn.Module):
