@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softras.camera import DEFAULT_ELEVATION, Camera
-from softras.intake import IntakeSettings
 from softras.mesh import icosphere
 
 __all__ = ["GeneratorConfig", "Generator", "ViewpointHead", "save_weights", "load_weights", "WeightsError",
@@ -48,15 +46,10 @@ class GeneratorConfig:
     template_rotation: tuple[float, float, float] = (1.22, 1.71, 0.47)  # radians, XYZ; keeps vertices off the axes
     viewpoint_bins: int = 0  # > 0: a head that classifies the input's azimuth into this many equal bins
     viewpoint_hidden: int = 256
-    # > 0: a second stage moves every vertex by what the encoder's feature maps hold where it projects (Pixel2Mesh),
-    # through a per-vertex MLP of this width; the projection takes the viewpoint head's azimuth (needs viewpoint_bins)
-    projected_features: int = 0
 
     def __post_init__(self) -> None:
         if self.image_size % 2 ** len(self.conv_channels):
             raise ValueError("image_size must be divisible by 2 ** len(conv_channels)")
-        if self.projected_features and not self.viewpoint_bins:
-            raise ValueError("projected_features needs a viewpoint head (viewpoint_bins > 0) for the input's azimuth")
 
     @classmethod
     def from_dict(cls, d: dict) -> "GeneratorConfig":
@@ -102,22 +95,12 @@ class Encoder(nn.Module):
             layers += [nn.Conv2d(c_in, cfg.encoder_reduce, 1), nn.BatchNorm2d(cfg.encoder_reduce), nn.ReLU(inplace=True)]
             c_in = cfg.encoder_reduce
         self.conv = nn.Sequential(*layers)
-        self.strided = len(cfg.conv_channels)
         side = cfg.image_size // 2 ** len(cfg.conv_channels)
         dims = [c_in * side * side, *cfg.encoder_fc]
         self.fc = nn.Sequential(*[m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.ReLU(inplace=True))])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(images).flatten(1))
-
-    def maps(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(B, 4, S, S) RGBA -> (code (B, encoder_fc[-1]), the strided convolutions' feature maps
-        [(B, conv_channels[i], S / 2^(i+1), S / 2^(i+1))]), one pass."""
-        maps, x = [], images
-        for start in range(0, len(self.conv), 3):  # blocks of (convolution, BatchNorm, ReLU)
-            x = self.conv[start : start + 3](x)
-            maps.append(x)
-        return self.fc(x.flatten(1)), maps[: self.strided]
 
 
 class ShapeDecoder(nn.Module):
@@ -171,49 +154,6 @@ class ColorDecoder(nn.Module):
         return (select @ palette).clamp(0, 1)
 
 
-class ProjectedRefinement(nn.Module):
-    """Vertices (B, V, 3) in the object frame, the encoder's feature maps and the input's azimuth (B,) degrees ->
-    the vertices moved by what the maps hold where each projects (Pixel2Mesh's pixel-aligned features).
-
-    The vertices are projected by the standard camera (:meth:`softras.Camera.from_angles` at that azimuth and
-    :data:`~softras.camera.DEFAULT_ELEVATION`), then framed as the intake frames a picture: their projected bounding
-    box's longer side spans the intake's ``fill`` of the input, its centre ``offset`` from the input's centre. Every
-    map is sampled bilinearly there. A per-vertex MLP reads the samples, where the vertex lands and the vertex in the
-    camera's axes (right, up, forward), and moves it by at most 0.1 along each of those axes (so that what it learns
-    holds at every azimuth), clamped to the unit box. The last layer starts at zero: a new stage starts as the
-    identity.
-    """
-
-    def __init__(self, cfg: GeneratorConfig) -> None:
-        super().__init__()
-        width = cfg.projected_features
-        self.mlp = nn.Sequential(nn.Linear(sum(cfg.conv_channels) + 5, width), nn.ReLU(inplace=True),
-                                 nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, 3))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
-        framing = IntakeSettings()
-        self.fill, self.offset = framing.fill, framing.offset
-
-    def sample_points(self, vertices: torch.Tensor, azimuth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Where the vertices (B, V, 3) land in the input, (B, V, 2) in ``grid_sample``'s [-1, 1] units (x right,
-        y down), and the cameras' axes (B, 3, 3) (rows: right, up, forward; object frame)."""
-        cameras = Camera.from_angles(elevation=DEFAULT_ELEVATION, azimuth=azimuth, dtype=vertices.dtype, device=vertices.device)
-        ndc = cameras.project(vertices)[..., :2] * torch.tensor([1.0, -1.0], device=vertices.device)  # y down
-        low, high = ndc.amin(1, keepdim=True), ndc.amax(1, keepdim=True)
-        side = (high - low).amax(-1, keepdim=True).clamp(min=1e-6)
-        offset = torch.tensor(self.offset, dtype=vertices.dtype, device=vertices.device)
-        return (ndc - (low + high) / 2) * (2 * self.fill / side) + 2 * offset, torch.stack(cameras.basis(), dim=1)
-
-    def forward(self, vertices: torch.Tensor, maps: list[torch.Tensor], azimuth: torch.Tensor) -> torch.Tensor:
-        grid, axes = self.sample_points(vertices.float(), azimuth)
-        samples = [F.grid_sample(m, grid[:, :, None, :].to(m.dtype), align_corners=False)[..., 0] for m in maps]  # (B, C, V)
-        seen = torch.bmm(vertices.float(), axes.transpose(1, 2))  # (B, V, 3) in the camera's axes
-        features = torch.cat([torch.cat(samples, dim=1).transpose(1, 2), grid.to(samples[0].dtype),
-                              seen.to(samples[0].dtype)], dim=-1)
-        moves = 0.1 * torch.tanh(self.mlp(features).float())
-        return (vertices + torch.bmm(moves, axes)).clamp(-0.5, 0.5)
-
-
 class ViewpointHead(nn.Module):
     """Code (B, D) -> (B, viewpoint_bins) logits of the input's azimuth in the object frame: bin k is centred on
     ``k * 360 / viewpoint_bins`` degrees (:meth:`softras.Camera.from_angles`'s azimuth). The shape is predicted in
@@ -249,7 +189,6 @@ class Generator(nn.Module):
         self.shape_decoder = ShapeDecoder(cfg, template)
         self.color_decoder = ColorDecoder(cfg, template.shape[0])
         self.viewpoint = ViewpointHead(cfg) if cfg.viewpoint_bins else None
-        self.refinement = ProjectedRefinement(cfg) if cfg.projected_features else None
 
     def forward(self, images: torch.Tensor, with_viewpoint: bool = False,
                 viewpoint_encoder_share: float = 0.0) -> tuple[torch.Tensor, ...]:
@@ -257,9 +196,8 @@ class Generator(nn.Module):
         (training: one forward pass for every output, as DistributedDataParallel needs). The head reads the code
         with its gradient to the encoder scaled by ``viewpoint_encoder_share``: 0 (the default) detaches it, so the
         head's loss never shapes the encoder; 1 passes it unchanged."""
-        self._check(images)
-        code, maps = self.encoder.maps(images) if self.refinement is not None else (self.encoder(images), None)
-        vertices, colors = self.decode(code, images, maps)
+        code = self.encode(images)
+        vertices, colors = self.decode(code, images)
         if not with_viewpoint:
             return vertices, colors
         if self.viewpoint is None:
@@ -270,27 +208,14 @@ class Generator(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 4, S, S) RGBA -> code (B, encoder_fc[-1])."""
-        self._check(images)
-        return self.encoder(images)
-
-    def _check(self, images: torch.Tensor) -> None:
         s = self.cfg.image_size
         if images.dim() != 4 or images.shape[1:] != (4, s, s):
             raise ValueError(f"images must have shape (B, 4, {s}, {s}), got {tuple(images.shape)}")
+        return self.encoder(images)
 
-    def decode(self, code: torch.Tensor, images: torch.Tensor,
-               maps: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Code (B, D) and its images (B, 4, S, S) -> (vertices (B, V, 3), colors (B, V, 3)), as ``forward``. With
-        :class:`ProjectedRefinement`, the encoder's feature maps of the images (:meth:`Encoder.maps`; computed here
-        when not given) and the viewpoint head's most probable azimuth move the decoded vertices."""
-        vertices = self.shape_decoder(code)
-        if self.refinement is not None:
-            if maps is None:
-                maps = self.encoder.maps(images)[1]
-            bins = self.cfg.viewpoint_bins
-            azimuth = self.viewpoint(code.detach()).argmax(-1).to(vertices.dtype) * (360.0 / bins)
-            vertices = self.refinement(vertices, maps, azimuth)
-        return vertices, self.color_decoder(code, images)
+    def decode(self, code: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Code (B, D) and its images (B, 4, S, S) -> (vertices (B, V, 3), colors (B, V, 3)), as ``forward``."""
+        return self.shape_decoder(code), self.color_decoder(code, images)
 
     def azimuth_probabilities(self, code: torch.Tensor) -> torch.Tensor | None:
         """Code (B, D) from :meth:`encode` -> (B, viewpoint_bins) float32 probabilities of the input's azimuth (bin k

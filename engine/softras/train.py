@@ -99,9 +99,6 @@ class TrainConfig:
     # the inputs of upcoming steps are prepared beside training: 0 on one thread (enough beside a CPU step), N > 0
     # in N processes (a GPU step is faster than the intake on one core)
     input_workers: int = 0
-    # the generator's parts that train (its modules: encoder, shape_decoder, color_decoder, viewpoint, refinement);
-    # the others keep their weights and run as in inference (BatchNorm on its running statistics). None: every part
-    train_parts: list[str] | None = None
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     @classmethod
@@ -249,20 +246,8 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
     return int(state["step"]), list(state.get("sessions", []))
 
 
-_OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden"), "refinement.": ("projected_features",)}
+_OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden")}
 """Parts of the generator that initial weights may lack or have otherwise: state prefix -> their config fields."""
-
-
-def _freeze_except(model: Generator, parts: list[str]) -> None:
-    """Only the named parts of ``model`` train; the others keep their weights and run in inference mode."""
-    children = dict(model.named_children())
-    unknown = sorted(set(parts) - set(children))
-    if unknown:
-        raise ValueError(f"train_parts names {unknown}, which this generator lacks (it has {sorted(children)})")
-    for name, module in children.items():
-        if name not in parts:
-            module.requires_grad_(False)
-            module.eval()
 
 
 def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tuple[int, list[dict], dict]:
@@ -321,8 +306,6 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
             log(f"starting from {cfg.init_weights} (step {step}) with a fresh optimizer state")
     else:
         step, sessions = 0, []
-    if cfg.train_parts is not None:
-        _freeze_except(model, cfg.train_parts)
     if cfg.bf16 and not native_bfloat16(device):
         if rank == 0:
             log(f"bf16 is set, but this {device.type} has no native bfloat16 (emulated, it would take several times as "
@@ -338,7 +321,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                "mirror": cfg.mirror, "category_balance": cfg.category_balance, "ema_decay": cfg.ema_decay,
                "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter, "surface_weight": cfg.surface_weight,
                "augment": None if cfg.augment is None else asdict(cfg.augment),
-               "bf16": step_cfg.bf16, "train_parts": cfg.train_parts, "start_step": step, "end_step": step, "seconds": 0.0}
+               "bf16": step_cfg.bf16, "start_step": step, "end_step": step, "seconds": 0.0}
     if origin is not None:
         session["init_weights"] = origin
     sessions.append(session)
