@@ -47,12 +47,12 @@ def shade(
     if face_colors is not None:
         if face_colors.dim() != 3 or face_colors.shape[:2] != (b, f):
             raise ValueError(f"face_colors must have shape ({b}, {f}, C), got {tuple(face_colors.shape)}")
-        return face_colors.reshape(b * f, -1)[fragments.face]
+        return face_colors.reshape(b * f, -1).index_select(0, fragments.face)
     if vertex_colors.dim() != 3 or vertex_colors.shape[0] != b:
         raise ValueError(f"vertex_colors must have shape ({b}, V, C), got {tuple(vertex_colors.shape)}")
     if faces.shape[0] != f or int(faces.max()) >= vertex_colors.shape[1]:
         raise ValueError("vertex_colors do not match the rasterized faces")
-    corner_colors = vertex_colors[:, faces.long()].reshape(b * f, 3, -1)[fragments.face]  # (P, 3, C)
+    corner_colors = vertex_colors[:, faces.long()].reshape(b * f, 3, -1).index_select(0, fragments.face)  # (P, 3, C)
     return (fragments.bary[..., None] * corner_colors).sum(1)
 
 
@@ -77,7 +77,7 @@ def blend_colors(fragments: Fragments, colors: torch.Tensor, settings: RasterSet
     with torch.no_grad():
         z_max = torch.full((fr.num_pixels,), settings.background_depth, dtype=fr.depth.dtype, device=fr.depth.device)
         z_max = z_max.scatter_reduce(0, fr.pixel, fr.depth, reduce="amax")
-    weight = torch.sigmoid(fr.logit) * torch.exp((fr.depth - z_max[fr.pixel]) / settings.gamma)
+    weight = torch.sigmoid(fr.logit) * torch.exp((fr.depth - z_max.index_select(0, fr.pixel)) / settings.gamma)
     weight_bg = torch.exp((settings.background_depth - z_max) / settings.gamma)
     total = weight_bg.index_add(0, fr.pixel, weight)
     color_sum = (weight_bg[:, None] * background).index_add(0, fr.pixel, weight[:, None] * colors)

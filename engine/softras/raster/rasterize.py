@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from softras.raster.settings import RasterSettings
 
@@ -98,39 +97,128 @@ def _bin_faces(
     return face, c0.long()[face] + local % ncols_p, r0.long()[face] + local // ncols_p
 
 
-def _pair_geometry(
-    per_face: torch.Tensor, face: torch.Tensor, column: torch.Tensor, row: torch.Tensor, settings: RasterSettings
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Soft coverage of (face, pixel) pairs.
+# Rows of the per-face table that :class:`_SoftFragments` differentiates: vertex u (3), vertex v (3), edge u (3),
+# edge v (3) (edge i runs from vertex i to vertex i + 1), vertex depths (3), inverse twice-area (1).
+_ROWS = 16
 
-    Args:
-        per_face: (N, 19) per face: vertices uv (6), edges (6), inverse squared edge lengths (3), depths (3),
-            inverse twice-area (1). face, column, row: (P,) int64 pairs.
-    Returns:
-        keep (P,) bool: the pair is inside the face or within the cull radius, and nearer than ``far``;
-        logit (P,), bary (P, 3), depth (P,) as in :class:`Fragments`.
+
+class _PairGeometry:
+    """Geometry of (face, pixel) pairs, with what the backward pass needs.
+
+    Every quantity is a contiguous (P,) vector, one per vertex or edge, so each elementwise step runs over plain
+    memory; the pairs' face data is gathered row by row (1-D gathers are several times faster on a CPU than
+    gathering rows of a (N, 16) table or broadcasting over (P, 3, 2) views of one).
     """
-    h, w = settings.height_width
-    v_uv, v_edge, v_inv_len2, v_z, v_inv_area = per_face[face].split([6, 6, 3, 3, 1], dim=1)
-    v_uv, v_edge = v_uv.view(-1, 3, 2), v_edge.view(-1, 3, 2)
-    # pixel centres in screen units, looked up per pair
-    centre_x = (2 * torch.arange(w, dtype=per_face.dtype, device=per_face.device) + 1 - w) / h
-    centre_y = 1 - (2 * torch.arange(h, dtype=per_face.dtype, device=per_face.device) + 1) / h
-    px = torch.stack([centre_x[column], centre_y[row]], dim=-1)  # (P, 2)
-    q = px[:, None, :] - v_uv  # (P, 3, 2) from each vertex to the pixel centre
-    t = ((q * v_edge).sum(-1) * v_inv_len2).clamp(0, 1)
-    d2 = (q - t[..., None] * v_edge).square().sum(-1).amin(1)  # squared distance to the boundary
-    cross = v_edge[..., 0] * q[..., 1] - v_edge[..., 1] * q[..., 0]  # (P, 3), edge i vs pixel
-    bary_screen = cross.roll(-1, dims=1) * v_inv_area  # weight of vertex i is opposite edge i + 1
-    inside = (bary_screen >= 0).all(1)
-    clamped = bary_screen.clamp(min=0)
-    persp = clamped / (clamped.sum(1, keepdim=True) * v_z)
-    inv_z = persp.sum(1, keepdim=True)
-    z_pixel = 1.0 / inv_z.squeeze(1)
-    keep = (inside | (d2 <= settings.cull_radius**2)) & (z_pixel <= settings.far)
-    logit = torch.where(inside, d2, -d2) / settings.sigma
-    depth = (settings.far - z_pixel) / (settings.far - settings.near)
-    return keep, logit, persp / inv_z, depth
+
+    def __init__(self, per_face: torch.Tensor, inv_len2: torch.Tensor, face: torch.Tensor, px: torch.Tensor, py: torch.Tensor):
+        rows = [row.index_select(0, face) for row in per_face]
+        self.ux, self.uy, self.ex, self.ey, self.z = rows[0:3], rows[3:6], rows[6:9], rows[9:12], rows[12:15]
+        self.inv_area = rows[15]
+        self.inv_len2 = [row.index_select(0, face) for row in inv_len2]
+        self.qx = [px - u for u in self.ux]  # from vertex i to the pixel centre
+        self.qy = [py - u for u in self.uy]
+        self.cross = [self.ex[i] * self.qy[i] - self.ey[i] * self.qx[i] for i in range(3)]  # edge i vs pixel
+        self.bary_screen = [self.cross[(i + 1) % 3] * self.inv_area for i in range(3)]  # vertex i faces edge i + 1
+        self.inside = (self.bary_screen[0] >= 0) & (self.bary_screen[1] >= 0) & (self.bary_screen[2] >= 0)
+        self.clamped = [b.clamp(min=0) for b in self.bary_screen]
+        self.weighted = [c / z for c, z in zip(self.clamped, self.z)]  # perspective-correct, up to a common factor
+        self.total = self.weighted[0] + self.weighted[1] + self.weighted[2]  # > 0: some screen weight is positive
+        self.z_pixel = (self.clamped[0] + self.clamped[1] + self.clamped[2]) / self.total
+
+    def _to_edge(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Foot parameter t in [0, 1] of the point of edge i nearest the pixel centre, and the residual r = q - t e."""
+        t = ((self.qx[i] * self.ex[i] + self.qy[i] * self.ey[i]) * self.inv_len2[i]).clamp(0, 1)
+        return t, self.qx[i] - t * self.ex[i], self.qy[i] - t * self.ey[i]
+
+    def distance2(self) -> torch.Tensor:
+        """(P,) squared distance from the pixel centre to the face's boundary."""
+        d2 = [rx.square() + ry.square() for _, rx, ry in map(self._to_edge, range(3))]
+        return torch.minimum(torch.minimum(d2[0], d2[1]), d2[2])
+
+    def logit_gradient(self, grad_logit: torch.Tensor, settings: RasterSettings) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the logit ``delta * d2 / sigma`` with respect to the nearest edge's rows.
+
+        ``d2 = |q - t e|^2`` at the nearest point of the nearest edge, so ``d(d2) = 2 r . (dq - t de)``: the foot's
+        own motion drops out (r is orthogonal to e where 0 < t < 1, and t is constant where it is clamped).
+
+        Returns:
+            row: (4, P) int64 indices into the 16 per-face rows (u, v, edge u, edge v of the nearest edge);
+            value: (4, P) their gradients.
+        """
+        edge = torch.zeros_like(self.inside, dtype=torch.int64)
+        t, rx, ry = self._to_edge(0)
+        d2 = rx.square() + ry.square()
+        for i in (1, 2):
+            t_i, rx_i, ry_i = self._to_edge(i)
+            d2_i = rx_i.square() + ry_i.square()
+            nearer = d2_i < d2
+            edge, d2, t = torch.where(nearer, i, edge), torch.where(nearer, d2_i, d2), torch.where(nearer, t_i, t)
+            rx, ry = torch.where(nearer, rx_i, rx), torch.where(nearer, ry_i, ry)
+        g = torch.where(self.inside, grad_logit, -grad_logit) * (-2 / settings.sigma)
+        gx, gy = g * rx, g * ry
+        return torch.stack([edge, edge + 3, edge + 6, edge + 9]), torch.stack([gx, gy, gx * t, gy * t])
+
+    def bary_depth_gradient(self, grad_bary: torch.Tensor | None, grad_depth: torch.Tensor | None,
+                            settings: RasterSettings) -> torch.Tensor:
+        """(16, P) gradient of the perspective-correct barycentrics and the depth with respect to the gathered rows."""
+        zero = torch.zeros_like(self.total)
+        g_weighted, g_clamped = [zero] * 3, [zero] * 3
+        if grad_bary is not None:
+            bary = [w / self.total for w in self.weighted]
+            mean = grad_bary[:, 0] * bary[0] + grad_bary[:, 1] * bary[1] + grad_bary[:, 2] * bary[2]
+            g_weighted = [(grad_bary[:, i] - mean) / self.total for i in range(3)]
+        if grad_depth is not None:  # z_pixel = sum(clamped) / total
+            g_z_pixel = grad_depth / (-(settings.far - settings.near) * self.total)
+            g_weighted = [g - g_z_pixel * self.z_pixel for g in g_weighted]
+            g_clamped = [g_z_pixel] * 3
+        g_clamped = [gc + gw / z for gc, gw, z in zip(g_clamped, g_weighted, self.z)]
+        g_z = [-gw * w / z for gw, w, z in zip(g_weighted, self.weighted, self.z)]
+        g_bary_screen = [torch.where(b > 0, gc, 0) for b, gc in zip(self.bary_screen, g_clamped)]
+        g_inv_area = sum(gb * self.cross[(i + 1) % 3] for i, gb in enumerate(g_bary_screen))
+        g_ux, g_uy, g_ex, g_ey = [], [], [], []
+        for i in range(3):  # cross_i = ex_i qy_i - ey_i qx_i with q = p - u
+            g_cross = g_bary_screen[(i + 2) % 3] * self.inv_area
+            g_ux.append(g_cross * self.ey[i])
+            g_uy.append(-g_cross * self.ex[i])
+            g_ex.append(g_cross * self.qy[i])
+            g_ey.append(-g_cross * self.qx[i])
+        return torch.stack([*g_ux, *g_uy, *g_ex, *g_ey, *g_z, g_inv_area])
+
+
+class _SoftFragments(torch.autograd.Function):
+    """(face, pixel) pairs -> the kept pairs' logit, bary and depth, differentiable in the per-face rows.
+
+    The backward pass gathers the kept pairs' face data again and evaluates the gradient in closed form, so only the
+    pairs themselves are stored (about 24 bytes each) and no intermediate of the forward pass is kept.
+    """
+
+    @staticmethod
+    def forward(ctx, per_face: torch.Tensor, inv_len2: torch.Tensor, face: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                settings: RasterSettings):
+        pairs = _PairGeometry(per_face, inv_len2, face, px, py)
+        d2 = pairs.distance2()
+        idx = ((pairs.inside | (d2 <= settings.cull_radius**2)) & (pairs.z_pixel <= settings.far)).nonzero().squeeze(1)
+        face, px, py = face.index_select(0, idx), px.index_select(0, idx), py.index_select(0, idx)
+        logit = (torch.where(pairs.inside, d2, -d2) / settings.sigma).index_select(0, idx)
+        bary = (torch.stack(pairs.weighted, dim=1) / pairs.total[:, None]).index_select(0, idx)
+        depth = ((settings.far - pairs.z_pixel) / (settings.far - settings.near)).index_select(0, idx)
+        ctx.save_for_backward(per_face, inv_len2, face, px, py)
+        ctx.settings = settings
+        ctx.mark_non_differentiable(idx)
+        ctx.set_materialize_grads(False)  # an unused output (bary and depth, mostly) costs nothing in the backward
+        return idx, logit, bary, depth
+
+    @staticmethod
+    def backward(ctx, _grad_idx, grad_logit, grad_bary, grad_depth):
+        per_face, inv_len2, face, px, py = ctx.saved_tensors
+        grad = torch.zeros_like(per_face)
+        pairs = _PairGeometry(per_face, inv_len2, face, px, py)
+        if grad_bary is not None or grad_depth is not None:
+            grad.scatter_add_(1, face.expand(_ROWS, -1), pairs.bary_depth_gradient(grad_bary, grad_depth, ctx.settings))
+        if grad_logit is not None:
+            row, value = pairs.logit_gradient(grad_logit, ctx.settings)
+            grad.view(-1).index_add_(0, (row * per_face.shape[1] + face).view(-1), value.view(-1))
+        return grad, None, None, None, None, None
 
 
 def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: RasterSettings) -> Fragments:
@@ -160,14 +248,14 @@ def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: Rast
     with torch.no_grad():
         face, column, row = _bin_faces(uv.detach(), z.detach(), solid, settings)
 
-    # Per-face quantities, gathered once per pair.
-    inv_len2 = 1.0 / (edge * edge).sum(-1).clamp(min=_MIN_EDGE2)
-    per_face = torch.cat([uv.flatten(1), edge.flatten(1), inv_len2, z, inv_area[:, None]], dim=1)
-    if face.shape[0] > settings.recompute_above:
-        keep, logit, bary, depth = checkpoint(_pair_geometry, per_face, face, column, row, settings, use_reentrant=False)
-    else:
-        keep, logit, bary, depth = _pair_geometry(per_face, face, column, row, settings)
-    idx = keep.nonzero().squeeze(1)
-    face, column, row, logit, bary, depth = face[idx], column[idx], row[idx], logit[idx], bary[idx], depth[idx]
+    # Per-face rows, gathered per pair by the autograd function; 1 / |edge|^2 only places the nearest point on an
+    # edge, which the distance does not depend on to first order, so it is not differentiated.
+    per_face = torch.cat([uv[..., 0].t(), uv[..., 1].t(), edge[..., 0].t(), edge[..., 1].t(), z.t(), inv_area[None]]).contiguous()
+    inv_len2 = (1.0 / (edge * edge).sum(-1).clamp(min=_MIN_EDGE2)).t().contiguous().detach()
+    centre_x = (2 * torch.arange(w, dtype=uv.dtype, device=uv.device) + 1 - w) / h  # pixel centres, screen units
+    centre_y = 1 - (2 * torch.arange(h, dtype=uv.dtype, device=uv.device) + 1) / h
+    px, py = centre_x.index_select(0, column), centre_y.index_select(0, row)
+    idx, logit, bary, depth = _SoftFragments.apply(per_face, inv_len2, face, px, py, settings)
+    face, column, row = face.index_select(0, idx), column.index_select(0, idx), row.index_select(0, idx)
     pixel = (face // f) * (h * w) + row * w + column
     return Fragments(pixel, face, logit, bary, depth, b, h, w, f)

@@ -26,8 +26,6 @@ class RasterSettings:
             ``near`` is dropped whole (no clipping); fragments whose interpolated depth lies beyond ``far`` are dropped.
         background_depth: normalised depth of the background in the colour softmax (SoftRas uses 1e-3).
         background: background colour, one value per colour channel (sRGB in [0, 1] for RGB).
-        recompute_above: number of enumerated (face, pixel) pairs above which the backward pass recomputes the
-            per-pair geometry instead of storing its intermediates (slower, several times less memory).
     """
 
     image_size: int | tuple[int, int] = 64
@@ -38,7 +36,6 @@ class RasterSettings:
     far: float = 100.0
     background_depth: float = 1e-3
     background: tuple[float, ...] = (0.0, 0.0, 0.0)
-    recompute_above: int = 4_000_000
 
     def __post_init__(self) -> None:
         h, w = self.height_width
@@ -52,8 +49,6 @@ class RasterSettings:
             raise ValueError(f"eps must lie in (0, 0.5), got {self.eps}")
         if not 0 < self.near < self.far:
             raise ValueError(f"near and far must satisfy 0 < near < far, got near={self.near}, far={self.far}")
-        if self.recompute_above < 0:
-            raise ValueError(f"recompute_above must be >= 0, got {self.recompute_above}")
 
     @property
     def height_width(self) -> tuple[int, int]:
