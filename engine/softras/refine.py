@@ -225,7 +225,7 @@ def _descend(
         if iou > best:
             best, best_state = iou, [p.detach().clone() for p in params]
 
-    optimiser = torch.optim.Adam(groups)
+    optimiser = torch.optim.Adam(groups, fused=True)
     steps_run = 0
     for k in range(steps):
         if should_stop is not None and should_stop():

@@ -292,7 +292,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
 
     torch.manual_seed(cfg.seed)
     model = Generator(cfg.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # one kernel per step: 0.2 of the time of the loop
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     validated = model if ema is None else ema.module  # the weights that are validated and exported
     origin = None  # the initial weights this run started from, where it did

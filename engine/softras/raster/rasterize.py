@@ -92,9 +92,9 @@ def _bin_faces(
     nrows = torch.where(visible, (r1 - r0 + 1).clamp(min=0), torch.zeros_like(r0)).long()
     counts = ncols * nrows
     face = torch.repeat_interleave(torch.arange(uv.shape[0], device=uv.device), counts)
-    local = torch.arange(face.shape[0], device=uv.device) - (torch.cumsum(counts, 0) - counts)[face]
-    ncols_p = ncols[face]
-    return face, c0.long()[face] + local % ncols_p, r0.long()[face] + local // ncols_p
+    local = torch.arange(face.shape[0], device=uv.device) - (torch.cumsum(counts, 0) - counts).index_select(0, face)
+    ncols_p = ncols.index_select(0, face)
+    return face, c0.long().index_select(0, face) + local % ncols_p, r0.long().index_select(0, face) + local // ncols_p
 
 
 # Rows of the per-face table that :class:`_SoftFragments` differentiates: vertex u (3), vertex v (3), edge u (3),
@@ -199,9 +199,10 @@ class _SoftFragments(torch.autograd.Function):
         d2 = pairs.distance2()
         idx = ((pairs.inside | (d2 <= settings.cull_radius**2)) & (pairs.z_pixel <= settings.far)).nonzero().squeeze(1)
         face, px, py = face.index_select(0, idx), px.index_select(0, idx), py.index_select(0, idx)
-        logit = (torch.where(pairs.inside, d2, -d2) / settings.sigma).index_select(0, idx)
-        bary = (torch.stack(pairs.weighted, dim=1) / pairs.total[:, None]).index_select(0, idx)
-        depth = ((settings.far - pairs.z_pixel) / (settings.far - settings.near)).index_select(0, idx)
+        d2, inside, total = d2.index_select(0, idx), pairs.inside.index_select(0, idx), pairs.total.index_select(0, idx)
+        logit = torch.where(inside, d2, -d2) / settings.sigma
+        bary = torch.stack([w.index_select(0, idx) / total for w in pairs.weighted], dim=1)
+        depth = (settings.far - pairs.z_pixel.index_select(0, idx)) / (settings.far - settings.near)
         ctx.save_for_backward(per_face, inv_len2, face, px, py)
         ctx.settings = settings
         ctx.mark_non_differentiable(idx)
@@ -236,7 +237,7 @@ def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: Rast
     b, _, _ = screen_vertices.shape
     f = faces.shape[0]
     h, w = settings.height_width
-    fv = screen_vertices[:, faces.long()].reshape(b * f, 3, 3)
+    fv = screen_vertices.index_select(1, faces.long().view(-1)).view(b * f, 3, 3)
     uv = torch.stack([fv[..., 0] * (w / h), fv[..., 1]], dim=-1)  # (N, 3, 2) height-normalised units
     z = fv[..., 2]
     edge = uv.roll(-1, dims=1) - uv  # edge i runs from vertex i to vertex i + 1
