@@ -9,13 +9,14 @@ memory. ``sigma`` is scaled with the pixel area (3e-5 at 64x64) so the blur stay
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -26,6 +27,7 @@ from softras.raster import RasterSettings, render_rgba, render_silhouette
 
 __all__ = ["BenchCase", "BenchResult", "default_cases", "run_case", "measure_peaks", "run", "format_table"]
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 DENSE_BYTES_PER_PAIR = 240  # measured peak of dense_render forward + backward per (pixel, face) pair, float32
 
 
@@ -168,33 +170,42 @@ def measure_peaks(result: BenchResult, case: BenchCase, device: torch.device) ->
         result.dense_peak_mb = _peak_mb(_step_fn(case, device, dense=True), device)
 
 
-def _return_freed_memory_to_the_os() -> None:
-    """Make glibc serve every allocation of 128 KiB or more by mmap, so freed tensors leave the resident set.
+@contextlib.contextmanager
+def _freed_memory_returned_to_the_os() -> Iterator[None]:
+    """Within the block, make glibc serve every allocation of 128 KiB or more by mmap, so freed tensors leave the
+    resident set.
 
     glibc otherwise raises its mmap threshold after the first large free and keeps later large blocks on the heap,
-    which hides them from the resident-set peak that :func:`_peak_mb` reads. Mapping every block costs page faults,
-    so :func:`run` switches this on only after all timings are taken.
+    which hides them from the resident-set peak that :func:`_peak_mb` reads. Mapping every block costs page faults
+    (a training step took twice as long), so :func:`run` switches this on only after all timings are taken, and the
+    block ends with the thresholds that glibc's own adjustment reaches after large frees (mmap 32 MiB, trim 64 MiB),
+    so that whatever is timed later in the process (``softras bench --suite all``) runs as it would alone.
     """
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; setting it disables the dynamic adjustment
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
-        pass
+        yield
+        return
+    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)  # setting it disables the dynamic adjustment
+    try:
+        yield
+    finally:
+        mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+        mallopt(_M_TRIM_THRESHOLD, 64 * 2**20)
 
 
 def run(cases: list[BenchCase], device: torch.device, dense_budget_mb: float, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
-    """Time every case, then measure every peak (see :func:`_return_freed_memory_to_the_os`)."""
+    """Time every case, then measure every peak (see :func:`_freed_memory_returned_to_the_os`)."""
     results = []
     for case in cases:
         if progress:
             progress(f"timing {case.mode} {case.name} ...")
         results.append(run_case(case, device, dense_budget_mb))
-    if device.type == "cpu":
-        _return_freed_memory_to_the_os()
-    for result, case in zip(results, cases):
-        if progress:
-            progress(f"peak memory {case.mode} {case.name} ...")
-        measure_peaks(result, case, device)
+    with _freed_memory_returned_to_the_os() if device.type == "cpu" else contextlib.nullcontext():
+        for result, case in zip(results, cases):
+            if progress:
+                progress(f"peak memory {case.mode} {case.name} ...")
+            measure_peaks(result, case, device)
     return results
 
 
