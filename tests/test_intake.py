@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from softras.intake import IntakeResult, IntakeSettings, load_image, prepare_array, prepare_image
+from softras.intake import IntakeResult, IntakeSettings, _label, load_image, prepare_array, prepare_image
 
 W, H = 320, 240
 BIG = 12.5  # 4000 x 3000
@@ -263,3 +263,41 @@ def test_uneven_lighting_is_not_foreground() -> None:
     result = prepare_array(np.rint(x * 255).astype(np.uint8))
     side = 50 / IntakeSettings.fill
     assert result.crop_box[3] - result.crop_box[1] == pytest.approx(side, abs=2)
+
+
+def _flood_fill_labels(m: np.ndarray) -> np.ndarray:
+    """Reference for ``softras.intake._label``: breadth-first flood fill from each unlabelled pixel in raster order."""
+    h, w = m.shape
+    labels = np.full((h, w), m.size, dtype=np.int64)
+    for seed in np.flatnonzero(m):
+        r, c = divmod(int(seed), w)
+        if labels[r, c] != m.size:
+            continue
+        labels[r, c], stack = seed, [(r, c)]
+        while stack:
+            r, c = stack.pop()
+            for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                if 0 <= rr < h and 0 <= cc < w and m[rr, cc] and labels[rr, cc] == m.size:
+                    labels[rr, cc] = seed
+                    stack.append((rr, cc))
+    return labels
+
+
+def _snake(n: int) -> np.ndarray:
+    """Full even rows joined at alternating ends: one component whose runs connect only through a long chain."""
+    m = np.zeros((n, n), dtype=bool)
+    m[::2] = True
+    m[1::4, -1] = True
+    m[3::4, 0] = True
+    return m
+
+
+@pytest.mark.parametrize("case", ["random", "sparse", "snake", "empty", "full"])
+def test_connected_components_match_a_flood_fill(case):
+    rng = np.random.default_rng(0)
+    m = {"random": rng.random((37, 53)) < 0.55, "sparse": rng.random((40, 31)) < 0.3, "snake": _snake(41),
+         "empty": np.zeros((9, 12), dtype=bool), "full": np.ones((9, 12), dtype=bool)}[case]
+    expected = _flood_fill_labels(m)
+    assert np.array_equal(_label(m), expected)
+    assert len(np.unique(expected[m])) == {"snake": 1, "empty": 0, "full": 1}.get(case, len(np.unique(expected[m])))
+    assert case not in ("random", "sparse") or len(np.unique(expected[m])) >= 20

@@ -271,8 +271,9 @@ def _prepare(
     if reopen is not None and rgba.width < min(width, work * width / n):
         rgba = _to_rgba8(reopen(min(max(full), work * max(full) / n)))
     r = rgba.width / width
-    if backdrop is not None and foreground.width * n < work * width:
-        # The object is small in a large picture: find it again, finer, on the crop region.
+    if backdrop is not None and foreground.width * n < work * width and foreground.width < rgba.width:
+        # The object is small in a large picture, found on a reduced copy: find it again, finer, on the crop region
+        # (where the copy was not reduced, the crop would be analysed at the same resolution: nothing to gain).
         frame = (max(0, crop_box[0]), max(0, crop_box[1]), min(width, crop_box[2]), min(height, crop_box[3]))
         foreground = _border_foreground(rgba.crop(tuple(round(v * r) for v in frame)), backdrop, settings, name)[0]
         crop_box = _crop_box(foreground, frame, settings, empty, name)
@@ -366,17 +367,31 @@ def _border_foreground(
 
 def _label(m: np.ndarray) -> np.ndarray:
     """4-connected components of a boolean (h, w) array: int64 labels (each component's smallest flat index;
-    ``m.size`` off the mask), by vectorised union-find (hook roots onto smaller roots, then compress paths)."""
+    ``m.size`` off the mask).
+
+    The nodes are the mask's row runs (maximal horizontal segments), joined where runs of neighbouring rows overlap;
+    vectorised union-find on them (hook roots onto smaller roots, then compress paths) needs a few passes over a few
+    hundred runs instead of many over every pixel.
+    """
     h, w = m.shape
-    ids = np.arange(m.size).reshape(h, w)
-    right, down = ids[:, :-1][m[:, :-1] & m[:, 1:]], ids[:-1][m[:-1] & m[1:]]
-    a, b = np.concatenate([right, down]), np.concatenate([right + 1, down + w])
-    parent = ids.ravel().copy()
+    flat = m.ravel()
+    start = m.copy()
+    start[:, 1:] &= ~m[:, :-1]  # the first pixel of each run
+    run = np.cumsum(start.ravel()) - 1  # every mask pixel's run, numbered in raster order
+    first = np.flatnonzero(start)  # each run's first pixel: the smallest flat index of its component is one
+    below = m[:-1] & m[1:]
+    below[:, 1:] &= ~below[:, :-1]  # one pixel per overlap of a run with a run of the next row
+    top = np.flatnonzero(below)
+    a, b = run[top], run[top + w]
+    parent = np.arange(first.size)
     while True:
         pa, pb = parent[a], parent[b]
         differ = pa != pb
         if not differ.any():
-            return np.where(m, parent.reshape(h, w), m.size)
+            break
         np.minimum.at(parent, np.maximum(pa, pb)[differ], np.minimum(pa, pb)[differ])
         while not np.array_equal(up := parent[parent], parent):
             parent = up
+    labels = np.full(m.size, m.size, dtype=np.int64)
+    labels[flat] = first[parent[run[flat]]]
+    return labels.reshape(h, w)
