@@ -4,7 +4,8 @@ A dense soft rasterizer evaluates every face at every pixel (H * W * F pairs). A
 culled anyway: a pixel farther than the cull radius outside a face gets ``D < eps``. Here each face is binned to
 the pixels of its bounding box grown by the cull radius, the pairs are enumerated directly (no H x W x F tensor is
 ever formed), and only pairs inside the face or within the radius are kept, so memory and time grow with the
-touched pairs. Everything is differentiable PyTorch, so the same code runs on CPU and CUDA.
+touched pairs. The per-pair geometry has a closed-form backward pass (:class:`_SoftFragments`); everything is
+PyTorch tensor code, so the same code runs on CPU and CUDA.
 """
 
 from __future__ import annotations
@@ -188,8 +189,8 @@ class _PairGeometry:
 class _SoftFragments(torch.autograd.Function):
     """(face, pixel) pairs -> the kept pairs' logit, bary and depth, differentiable in the per-face rows.
 
-    The backward pass gathers the kept pairs' face data again and evaluates the gradient in closed form, so only the
-    pairs themselves are stored (about 24 bytes each) and no intermediate of the forward pass is kept.
+    The backward pass gathers the kept pairs' face data again and evaluates the gradient in closed form, so only each
+    kept pair's face index and pixel centre are stored, no intermediate of the forward pass.
     """
 
     @staticmethod
