@@ -238,7 +238,7 @@ def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: Rast
     b, _, _ = screen_vertices.shape
     f = faces.shape[0]
     h, w = settings.height_width
-    fv = screen_vertices.index_select(1, faces.long().view(-1)).view(b * f, 3, 3)
+    fv = screen_vertices.index_select(1, faces.long().reshape(-1)).view(b * f, 3, 3)
     uv = torch.stack([fv[..., 0] * (w / h), fv[..., 1]], dim=-1)  # (N, 3, 2) height-normalised units
     z = fv[..., 2]
     edge = uv.roll(-1, dims=1) - uv  # edge i runs from vertex i to vertex i + 1
