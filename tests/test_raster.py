@@ -214,3 +214,11 @@ def test_dense_reference_builds_every_tensor_on_its_inputs_device():
     settings = RasterSettings(8)
     assert dense_render(screen, sphere.faces.to("meta"), settings).shape == (2, 8, 8)
     assert dense_render(screen, sphere.faces.to("meta"), settings, vertex_colors=colors).shape == (2, 8, 8, 4)
+
+
+def test_non_contiguous_faces_render_the_same():
+    v, f, _ = bumpy_sphere(1)
+    strided = f.t().contiguous().t()
+    assert not strided.is_contiguous()
+    cam, settings = Camera.from_angles(), RasterSettings(16)
+    assert torch.equal(render_silhouette(v, strided, cam, settings), render_silhouette(v, f, cam, settings))
