@@ -52,7 +52,8 @@ def shade(
         raise ValueError(f"vertex_colors must have shape ({b}, V, C), got {tuple(vertex_colors.shape)}")
     if faces.shape[0] != f or int(faces.max()) >= vertex_colors.shape[1]:
         raise ValueError("vertex_colors do not match the rasterized faces")
-    corner_colors = vertex_colors[:, faces.long()].reshape(b * f, 3, -1).index_select(0, fragments.face)  # (P, 3, C)
+    corners = vertex_colors.index_select(1, faces.long().reshape(-1)).reshape(b * f, 3, -1)  # (B * F, 3, C)
+    corner_colors = corners.index_select(0, fragments.face)  # (P, 3, C)
     return (fragments.bary[..., None] * corner_colors).sum(1)
 
 
