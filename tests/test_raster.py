@@ -188,8 +188,8 @@ def test_each_fragment_output_alone_has_exact_gradients(output):
 
     def loss(s: torch.Tensor) -> torch.Tensor:
         fr = rasterize(s, faces, settings)
-        value = getattr(fr, output)
-        return (value.view(value.shape[0], -1) * weights[: value.shape[0], : value.view(value.shape[0], -1).shape[1]]).sum()
+        value = getattr(fr, output).reshape(fr.pixel.shape[0], -1)  # (P, 1) or (P, 3)
+        return (value * weights[: value.shape[0], : value.shape[1]]).sum()
 
     assert rasterize(screen, faces, settings).pixel.shape[0] < 200
     screen.requires_grad_(True)
