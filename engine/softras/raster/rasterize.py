@@ -98,11 +98,6 @@ def _bin_faces(
     return face, c0.long().index_select(0, face) + local % ncols_p, r0.long().index_select(0, face) + local // ncols_p
 
 
-# Rows of the per-face table that :class:`_SoftFragments` differentiates: vertex u (3), vertex v (3), edge u (3),
-# edge v (3) (edge i runs from vertex i to vertex i + 1), vertex depths (3), inverse twice-area (1).
-_ROWS = 16
-
-
 class _PairGeometry:
     """Geometry of (face, pixel) pairs, with what the backward pass needs.
 
@@ -112,6 +107,9 @@ class _PairGeometry:
     """
 
     def __init__(self, per_face: torch.Tensor, inv_len2: torch.Tensor, face: torch.Tensor, px: torch.Tensor, py: torch.Tensor):
+        """per_face: (16, N) rows: vertex u (3), vertex v (3), edge u (3), edge v (3) (edge i runs from vertex i to
+        vertex i + 1), vertex depths (3), inverse twice-area (1). inv_len2: (3, N) inverse squared edge lengths.
+        face: (P,) int64 pairs' faces; px, py: (P,) their pixel centres, screen units."""
         rows = [row.index_select(0, face) for row in per_face]
         self.ux, self.uy, self.ex, self.ey, self.z = rows[0:3], rows[3:6], rows[6:9], rows[9:12], rows[12:15]
         self.inv_area = rows[15]
@@ -216,7 +214,7 @@ class _SoftFragments(torch.autograd.Function):
         grad = torch.zeros_like(per_face)
         pairs = _PairGeometry(per_face, inv_len2, face, px, py)
         if grad_bary is not None or grad_depth is not None:
-            grad.scatter_add_(1, face.expand(_ROWS, -1), pairs.bary_depth_gradient(grad_bary, grad_depth, ctx.settings))
+            grad.scatter_add_(1, face.expand(per_face.shape[0], -1), pairs.bary_depth_gradient(grad_bary, grad_depth, ctx.settings))
         if grad_logit is not None:
             row, value = pairs.logit_gradient(grad_logit, ctx.settings)
             grad.view(-1).index_add_(0, (row * per_face.shape[1] + face).view(-1), value.view(-1))
