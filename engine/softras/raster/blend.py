@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from softras.raster.rasterize import Fragments
+from softras.raster.rasterize import Fragments, face_corners
 from softras.raster.settings import RasterSettings
 
 __all__ = ["soft_silhouette", "shade", "blend_colors", "soft_blend"]
@@ -52,8 +52,7 @@ def shade(
         raise ValueError(f"vertex_colors must have shape ({b}, V, C), got {tuple(vertex_colors.shape)}")
     if faces.shape[0] != f or int(faces.max()) >= vertex_colors.shape[1]:
         raise ValueError("vertex_colors do not match the rasterized faces")
-    corners = vertex_colors.index_select(1, faces.long().reshape(-1)).reshape(b * f, 3, -1)  # (B * F, 3, C)
-    corner_colors = corners.index_select(0, fragments.face)  # (P, 3, C)
+    corner_colors = face_corners(vertex_colors, faces).index_select(0, fragments.face)  # (P, 3, C)
     return (fragments.bary[..., None] * corner_colors).sum(1)
 
 

@@ -98,6 +98,13 @@ def _bin_faces(
     return face, c0.long().index_select(0, face) + local % ncols_p, r0.long().index_select(0, face) + local // ncols_p
 
 
+def face_corners(per_vertex: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Per-vertex values (B, V, C) -> their faces' corners (B * F, 3, C), face n of mesh b at row ``b * F + n``,
+    the face numbering of :class:`Fragments` ``face``. faces: (F, 3) integer vertex indices, any strides."""
+    b, f = per_vertex.shape[0], faces.shape[0]
+    return per_vertex.index_select(1, faces.long().reshape(-1)).reshape(b * f, 3, -1)
+
+
 class _PairGeometry:
     """Geometry of (face, pixel) pairs, with what the backward pass needs.
 
@@ -236,7 +243,7 @@ def rasterize(screen_vertices: torch.Tensor, faces: torch.Tensor, settings: Rast
     b, _, _ = screen_vertices.shape
     f = faces.shape[0]
     h, w = settings.height_width
-    fv = screen_vertices.index_select(1, faces.long().reshape(-1)).view(b * f, 3, 3)
+    fv = face_corners(screen_vertices, faces)  # (N, 3, 3), N = B * F
     uv = torch.stack([fv[..., 0] * (w / h), fv[..., 1]], dim=-1)  # (N, 3, 2) height-normalised units
     z = fv[..., 2]
     edge = uv.roll(-1, dims=1) - uv  # edge i runs from vertex i to vertex i + 1
