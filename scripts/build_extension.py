@@ -9,7 +9,7 @@ temporary staging folder first::
 
     blender_manifest.toml   README.md   (LICENSE if present)
     __init__.py, convert.py, ...       <- softras_blender/*.py (the manifest's [build] patterns drop the
-                                          repository-side render.py, training_views.py and batch.py)
+                                          repository-side render.py and batch.py)
     softras/...                         <- engine/softras (the engine, imported by softras_blender/engine.py)
     models/*.pt                         <- --models-dir (the shipped generator weights, if any)
 

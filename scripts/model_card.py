@@ -88,7 +88,7 @@ def evaluation(result: dict, command: str) -> list[str]:
             "",
             f"The validation models seen from the cameras of `{other['views']}` (elevation "
             f"{other['elevations'][0]:.0f}-{other['elevations'][1]:.0f} degrees, distance {other['distances'][0]:.1f}-"
-            f"{other['distances'][1]:.1f}; `scripts/varied_views.py` renders such views under random lights), through "
+            f"{other['distances'][1]:.1f}; `datagen/varied_views.py` renders such views under random lights), through "
             f"the intake: mean voxel IoU **{other['mean_voxel_iou']:.4f}** (the standard camera above: "
             f"{intake['mean_voxel_iou']:.4f}).",
             "",
@@ -225,14 +225,14 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = "") ->
         *_architecture(model, meta),
         "## Data",
         "",
-        "Views rendered with Cycles by `python -m softras_blender.training_views` from "
+        "Views rendered with Cycles by `python -m datagen.training_views` from "
         f"`{cfg['shapes']}` (419 ShapeNet, Pix3D and classic test models; 24 azimuths per elevation, distance "
         "2.732, 30 deg field of view, RGBA at the views file's size); the views file of each session is in the table "
         "below. Split by model, stratified per category (10% validation).",
         f"Generator input views: elevations {_elevations(cfg.get('input_elevations'))}; every other view of the object "
         "supervises. In the last session: "
-        + (f"extra training views {_files(cfg['extra_views'])} (procedural shapes from `scripts/procedural_shapes.py` "
-           "and stretched copies of the training models from `scripts/stretched_shapes.py`; never validated), "
+        + (f"extra training views {_files(cfg['extra_views'])} (procedural shapes from `datagen/procedural_shapes.py` "
+           "and stretched copies of the training models from `datagen/stretched_shapes.py`; never validated), "
            if cfg.get("extra_views") else "no extra training views, ")
         + f"mirrored shapes {cfg.get('mirror', False)}, category balance {cfg.get('category_balance', 0.0)}, "
         + (f"every input through the intake with framing jitter (fill {cfg.get('fill_jitter', 0.0)}, offset "

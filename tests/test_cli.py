@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from softras import icosphere
-from softras.bench import BenchCase, format_table, measure_peaks, run_case
+from softras.bench.raster import BenchCase, format_table, measure_peaks, run_case
 from softras.cli import main
 from softras.meshio import write_mesh
 
@@ -74,7 +74,7 @@ def test_pipeline_bench_training_step_runs_on_its_synthetic_batch():
     import torch
 
     from conftest import TINY_MODEL
-    from softras.bench_pipeline import _train_batch, _train_step_ms
+    from softras.bench.pipeline import _train_batch, _train_step_ms
     from softras.model import Generator, GeneratorConfig
     from softras.train import TrainConfig
 

@@ -88,9 +88,9 @@ def test_zip_layout(built_zip):
     names = set(zipfile.ZipFile(built_zip).namelist())
     manifest = tomllib.loads(zipfile.ZipFile(built_zip).read("blender_manifest.toml").decode())
     assert (manifest["id"], manifest["version"], manifest["type"]) == ("softras", "0.1.0", "add-on")
-    addon_modules = {p.name for p in (ROOT / "softras_blender").glob("*.py")} - {"render.py", "training_views.py", "batch.py"}
+    addon_modules = {p.name for p in (ROOT / "softras_blender").glob("*.py")} - {"render.py", "batch.py"}
     assert addon_modules <= names and "__init__.py" in names
-    assert not names & {"render.py", "training_views.py", "batch.py"}
+    assert not names & {"render.py", "batch.py"}
     engine_files = {f"softras/{p.relative_to(ROOT / 'engine' / 'softras').as_posix()}"
                     for p in (ROOT / "engine" / "softras").rglob("*.py")}
     assert engine_files <= names

@@ -1,4 +1,4 @@
-"""The lean encoder (GeneratorConfig.encoder_reduce) and scripts/distill_encoder.py, which starts one from a
+"""The lean encoder (GeneratorConfig.encoder_reduce) and scripts/research/distill_encoder.py, which starts one from a
 trained generator."""
 
 import dataclasses
@@ -13,6 +13,7 @@ from softras.train import TrainConfig
 from conftest import TINY_MODEL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "research"))
 import distill_encoder  # noqa: E402
 
 

@@ -1,7 +1,5 @@
-"""scripts/procedural_shapes.py: box furniture in the shapes-file layout, usable as extra training views."""
+"""datagen/procedural_shapes.py: box furniture in the shapes-file layout, usable as extra training views."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +10,7 @@ from softras.train import train
 
 from test_generator import tiny_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from procedural_shapes import make  # noqa: E402
+from datagen.procedural_shapes import make
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from softras import Camera, icosphere
-from softras.bench_reference import dense_render
+from softras.bench.dense_reference import dense_render
 from softras.raster import RasterSettings, rasterize, render_rgba, render_silhouette, shade, soft_blend
 
 

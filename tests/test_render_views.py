@@ -15,7 +15,7 @@ from softras import Camera
 from softras.colorspace import srgb_to_linear
 from softras_blender.convert import y_up_to_z_up
 from softras_blender import render as R
-from softras_blender import training_views as TV
+from datagen import training_views as TV
 
 from conftest import SHARED_SHAPES
 

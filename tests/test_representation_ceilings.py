@@ -1,4 +1,4 @@
-"""scripts/representation_ceilings.py: the retrieval oracle, retrieval by the generator's prediction, and what a
+"""scripts/research/representation_ceilings.py: the retrieval oracle, retrieval by the generator's prediction, and what a
 template can represent."""
 
 import sys
@@ -13,6 +13,7 @@ from softras.data import Shapes, ViewSet
 from softras.evaluate import _selection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "research"))
 import compare_weights  # noqa: E402
 import representation_ceilings as ceilings  # noqa: E402
 

@@ -1,7 +1,5 @@
-"""scripts/stretched_shapes.py: stretched copies of the training models, never of the validation models."""
+"""datagen/stretched_shapes.py: stretched copies of the training models, never of the validation models."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +8,7 @@ from softras.data import Shapes, split_by_model
 
 from conftest import make_shapes_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from stretched_shapes import make, stretch  # noqa: E402
+from datagen.stretched_shapes import make, stretch
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
-"""Views from varied cameras and lights (scripts/varied_views.py): per-view cameras in views files, lights in the
+"""Views from varied cameras and lights (datagen/varied_views.py): per-view cameras in views files, lights in the
 engine's renders, and training that draws a share of its batches from such views."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ from softras.train import _MixedSampler, train
 
 from test_generator import tiny_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from varied_views import random_lights, varied_cameras  # noqa: E402
+from datagen.varied_views import random_lights, varied_cameras
 
 SPLIT = np.array(["train", "val", "train", "train", "train", "val"])  # as the tiny views file's
 

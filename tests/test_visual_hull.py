@@ -1,11 +1,11 @@
-"""scripts/visual_hull_iou.py: the ceiling that silhouettes from some elevations put on a generator."""
+"""scripts/research/visual_hull_iou.py: the ceiling that silhouettes from some elevations put on a generator."""
 
 import sys
 from pathlib import Path
 
 from softras.data import Shapes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "research"))
 from visual_hull_iou import hull_ious  # noqa: E402
 
 

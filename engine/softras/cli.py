@@ -66,19 +66,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from softras import bench
+    from softras.bench import raster
 
     device = torch.device(args.device)
     log = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report: dict = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
     if args.suite in ("raster", "all"):
-        cases = [c for c in bench.default_cases() if args.mode in ("both", c.mode)]
-        results = bench.run(cases, device, args.dense_budget_mb, progress=log)
+        cases = [c for c in raster.default_cases() if args.mode in ("both", c.mode)]
+        results = raster.run(cases, device, args.dense_budget_mb, progress=log)
         report["raster"] = [dict(asdict(r), speedup=r.speedup) for r in results]
         if not args.json:
-            print(bench.format_table(results), flush=True)
+            print(raster.format_table(results), flush=True)
     if args.suite in ("pipeline", "all"):
-        from softras.bench_pipeline import format_pipeline, run_pipeline
+        from softras.bench.pipeline import format_pipeline, run_pipeline
 
         pipeline = run_pipeline(progress=log)
         report["pipeline"] = [asdict(r) for r in pipeline]
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also score the views perturbed as real pictures are (rescaled, shifted, blurred, JPEG, ...)")
     ev.add_argument("--camera-views", metavar="VIEWS",
                     help="also score the views of this views file through the intake, e.g. other cameras and lights "
-                         "(scripts/varied_views.py); all of its elevations")
+                         "(datagen/varied_views.py); all of its elevations")
     ev.add_argument("--texture", action="store_true",
                     help="instead: how well projected textures reproduce the input pictures (re-render MAE, textured "
                          "vs vertex colours); needs --views")

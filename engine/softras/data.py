@@ -7,7 +7,7 @@ A *views file* (``.npz``) holds renders of a shapes file in the project camera c
   full vertical angle) scalars shared by all views, or float32 (V,) per view;
 - ``model_index`` int64 (N,) into the shapes file; ``category``, ``model_id``, ``split`` ('train' / 'val') str (N,).
 
-Cycles renders come from ``python -m softras_blender.training_views``; :func:`render_views` makes the same file
+Cycles renders come from ``python -m datagen.training_views``; :func:`render_views` makes the same file
 with the engine's own rasterizer (no Blender needed: tests, quick experiments, evaluation without Cycles).
 :func:`compact_views` writes a views file whose images are WebP-coded one by one (``webp`` uint8 bytes,
 ``webp_offsets`` int64 (N * V + 1,), ``image_shape`` int64 (5,)) instead of ``images``: a quarter of the size at
@@ -221,7 +221,7 @@ class ViewSet:
     def __init__(self, path: str | os.PathLike, split: str | None = "train") -> None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"views file not found: {path} (render it with `python -m softras_blender.training_views`)")
+            raise FileNotFoundError(f"views file not found: {path} (render it with `python -m datagen.training_views`)")
         with np.load(path) as z:
             keep = np.ones(len(z["split"]), bool) if split is None else z["split"] == split
             if not keep.any():

@@ -54,7 +54,7 @@ class TrainConfig:
     views: str
     shapes: str
     extra_views: list[str] = field(default_factory=list)  # views files of extra training shapes, never validated
-    # a views file of the same shapes from varied cameras and lights (scripts/varied_views.py), split as ``views``;
+    # a views file of the same shapes from varied cameras and lights (datagen/varied_views.py), split as ``views``;
     # ``varied_share`` of the steps (drawn per step) take their batch from its training models
     varied_views: str | None = None
     varied_share: float = 0.0

@@ -10,7 +10,7 @@ same shapes, split into train / val exactly as the Cycles views are (``softras.d
 - a key light per render from a random direction above the horizon (10-80 degrees up, any azimuth) and an
   ambient share uniform in ``--ambient``.
 
-    python scripts/varied_views.py --data ../shared/data/shapes_train.npz --out cache/views_varied.npz
+    python -m datagen.varied_views --data ../shared/data/shapes_train.npz --out cache/views_varied.npz
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Procedural shapes (furniture, vessels, props) saved as a shapes file (the layout of ``shared/data/shapes_train.npz``).
 
-    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_shapes.npz --count 400
-    .venv/bin/python -m softras_blender.training_views --data cache/procedural_shapes.npz \\
+    .venv/bin/python -m datagen.procedural_shapes --out cache/procedural_shapes.npz --count 400
+    .venv/bin/python -m datagen.training_views --data cache/procedural_shapes.npz \\
         --out cache/views_procedural_e0_30.npz --elevations 0 30 --val-fraction 0
-    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_vessels.npz --count 200 --kinds vessel --seed 1
-    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_props.npz --count 200 --kinds rifle tool --seed 2
-    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_stools.npz --count 320 \\
+    .venv/bin/python -m datagen.procedural_shapes --out cache/procedural_vessels.npz --count 200 --kinds vessel --seed 1
+    .venv/bin/python -m datagen.procedural_shapes --out cache/procedural_props.npz --count 200 --kinds rifle tool --seed 2
+    .venv/bin/python -m datagen.procedural_shapes --out cache/procedural_stools.npz --count 320 \\
         --kinds stool round_table frame_table pan --seed 3
-    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_aeroplanes.npz --count 150 --kinds aeroplane --seed 4
-    .venv/bin/python scripts/procedural_shapes.py --out cache/procedural_rooms.npz --count 240 \\
+    .venv/bin/python -m datagen.procedural_shapes --out cache/procedural_aeroplanes.npz --count 150 --kinds aeroplane --seed 4
+    .venv/bin/python -m datagen.procedural_shapes --out cache/procedural_rooms.npz --count 240 \\
         --kinds sofa bathtub toilet piano --seed 5
 
 Tables, chairs, benches, beds, desks and shelves with random proportions, thin legs, slats and open frames: the

@@ -1,8 +1,8 @@
 """What bounds the generator's voxel IoU, apart from the generator? Two ceilings on the validation models.
 
-    .venv/bin/python scripts/representation_ceilings.py --data ../shared/data/shapes_train.npz --retrieval
-    .venv/bin/python scripts/representation_ceilings.py --data ../shared/data/shapes_train.npz --template
-    .venv/bin/python scripts/representation_ceilings.py --data ../shared/data/shapes_train.npz \
+    .venv/bin/python scripts/research/representation_ceilings.py --data ../shared/data/shapes_train.npz --retrieval
+    .venv/bin/python scripts/research/representation_ceilings.py --data ../shared/data/shapes_train.npz --template
+    .venv/bin/python scripts/research/representation_ceilings.py --data ../shared/data/shapes_train.npz \
         --weights models/softras_generator.pt --views cache/views128_e0_30.npz
 
 ``--retrieval``: the best any retrieval of a training shape could do. For each validation model, the voxel IoU of

@@ -1,7 +1,7 @@
 """How much can silhouettes from a set of elevations tell about a shape? Voxel IoU of visual hulls.
 
-    .venv/bin/python scripts/visual_hull_iou.py --data ../shared/data/shapes_train.npz --sets 30 0,30 0,-30,30
-    .venv/bin/python scripts/visual_hull_iou.py --data ../shared/data/shapes_train.npz --sets 30 0,30 --size 128
+    .venv/bin/python scripts/research/visual_hull_iou.py --data ../shared/data/shapes_train.npz --sets 30 0,30 0,-30,30
+    .venv/bin/python scripts/research/visual_hull_iou.py --data ../shared/data/shapes_train.npz --sets 30 0,30 --size 128
 
 For each validation model, the views (24 azimuths per elevation, rendered with the engine's rasterizer) carve a
 32^3 grid: a voxel stays where its centre projects into every silhouette, dilated by one pixel (a voxel spans

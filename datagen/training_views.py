@@ -2,11 +2,11 @@
 
 Usage (from the repository root, with the venv that has the ``bpy`` module)::
 
-    python -m softras_blender.training_views --data shared/data/shapes_train.npz --out cache/views_e30.npz
+    python -m datagen.training_views --data shared/data/shapes_train.npz --out cache/views_e30.npz
     # default: 64 x 64, elevation 30 deg, azimuths 0, 15, ..., 345 (24 views per model), 32 samples
 
     # the paper's 120-view setting (5 elevations x 24 azimuths; the elevation list is the user's choice):
-    python -m softras_blender.training_views --data ... --out cache/views_120.npz --elevations -30 0 30 45 60
+    python -m datagen.training_views --data ... --out cache/views_120.npz --elevations -30 0 30 45 60
 
 Views are ordered elevation-major: view ``k`` has elevation ``elevations[k // n_az]`` and azimuth
 ``(k % n_az) * azimuth_step``. Cameras follow the project convention (README "Camera convention", see
@@ -90,7 +90,7 @@ def _clear_parts(parts: Path) -> None:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="python -m softras_blender.training_views",
+        prog="python -m datagen.training_views",
         description="Render training views of shapes_train.npz with Cycles into one compressed npz.",
         epilog="Paper's 120-view setting: --elevations -30 0 30 45 60 (5 x 24 views; choose the list yourself).",
     )

@@ -6,7 +6,7 @@ voxel IoU of the prediction, of its union and of its intersection with its mirro
 symmetrised prediction), the prediction's own symmetry (IoU with its mirror image), and the ground truth's symmetry
 about x = 0 and, for comparison, about z = 0.
 
-    python scripts/symmetry_check.py --weights models/softras_generator.pt --views cache/views128_e0_30.npz
+    python scripts/research/symmetry_check.py --weights models/softras_generator.pt --views cache/views128_e0_30.npz
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``softras bench``: forward + backward time and peak memory of the soft rasterizer against a dense reference.
 
 Each case renders a mesh with the sparse rasterizer and, where it fits in the memory budget, with the dense
-reference (:mod:`softras.bench_reference`) in the same run, and reports the median time and peak memory of both.
+reference (:mod:`softras.bench.dense_reference`) in the same run, and reports the median time and peak memory of both.
 Times are wall-clock medians of forward + backward of ``sum(image * weights)``; memory is the peak resident-set
 growth during one forward + backward on CPU (Linux ``VmHWM``, reset per measurement) or the peak allocated CUDA
 memory. ``sigma`` is scaled with the pixel area (3e-5 at 64x64) so the blur stays the same number of pixels.
@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from softras.bench_reference import dense_render
+from softras.bench.dense_reference import dense_render
 from softras.camera import Camera
 from softras.mesh import icosphere
 from softras.raster import RasterSettings, render_rgba, render_silhouette

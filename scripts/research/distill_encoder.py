@@ -8,7 +8,7 @@ variance) on training inputs made exactly as training makes them (through the in
 jitter and augmentation). The copied convolutions are frozen here, so their features are computed once for a bank
 of inputs. The result is a weights file to fine-tune from (``init_weights`` in a training config).
 
-    python scripts/distill_encoder.py --config configs/generator.toml --teacher models/softras_generator.pt \\
+    python scripts/research/distill_encoder.py --config configs/generator.toml --teacher models/softras_generator.pt \\
         --reduce 32 --out runs/lean/distilled.pt
 """
 

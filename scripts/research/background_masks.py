@@ -5,7 +5,7 @@ on white (optionally also JPEG-compressed), where the intake must estimate the b
 border. Prints, per intake setting tried, the mean IoU, 10th percentile IoU, precision and recall of the second mask
 against the first (both 64 px, each in its own crop) and the mean largest move of the crop box in picture pixels.
 
-    python scripts/background_masks.py --tolerance 0.1 0.06 0.04 --max-hole 0.05 0.3
+    python scripts/research/background_masks.py --tolerance 0.1 0.06 0.04 --max-hole 0.05 0.3
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ intake, on one thread as the training loop's input thread runs them). Prints eve
 ratio this / reference.
 
     git worktree add /tmp/reference HEAD~3
-    python scripts/compare_speed.py /tmp/reference --rounds 3
+    python scripts/research/compare_speed.py /tmp/reference --rounds 3
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ sys.path.insert(0, sys.argv[1])
 import softras
 assert softras.__file__.startswith(sys.argv[1]), softras.__file__
 from softras.augment import AugmentSettings
-from softras.bench_pipeline import _renders, _train_batch, _train_step_ms
+try:
+    from softras.bench.pipeline import _renders, _train_batch, _train_step_ms
+except ModuleNotFoundError:  # a checkout from before the benchmarks became a package
+    from softras.bench_pipeline import _renders, _train_batch, _train_step_ms
 from softras.inputs import InputSettings, generator_inputs
 from softras.model import Generator, GeneratorConfig
 from softras.train import TrainConfig

@@ -1,8 +1,8 @@
 """Stretched copies of the training models of a shapes file (the layout of ``shared/data/shapes_train.npz``).
 
-    .venv/bin/python scripts/stretched_shapes.py --data ../shared/data/shapes_train.npz \\
+    .venv/bin/python -m datagen.stretched_shapes --data ../shared/data/shapes_train.npz \\
         --out cache/stretched_shapes.npz --copies 3
-    .venv/bin/python -m softras_blender.training_views --data cache/stretched_shapes.npz \\
+    .venv/bin/python -m datagen.training_views --data cache/stretched_shapes.npz \\
         --out cache/views_stretched_e0_30.npz --elevations 0 30 --val-fraction 0
 
 Shape augmentation for a small data set: every model of the training split (the split of
