@@ -95,7 +95,7 @@ def run_training(job: Path, out: Path, minutes: float, device: str | None) -> di
     model, state = _weight_average(checkpoint, cfg)
     out.mkdir(parents=True, exist_ok=True)
     weights = save_weights(model, job / "weights.pt", metadata={
-        "step": int(state["step"]), "sessions": state["sessions"], "train_config": cfg.as_dict(),
+        "step": int(state["step"]), "runs": state["runs"], "train_config": cfg.as_dict(),
         "torch": str(torch.__version__)})
     data = weights.read_bytes()
     parts = []
@@ -104,7 +104,7 @@ def run_training(job: Path, out: Path, minutes: float, device: str | None) -> di
         (out / name).write_bytes(data[k:k + PART_SIZE])
         parts.append({"name": name, "sha256": hashlib.sha256(data[k:k + PART_SIZE]).hexdigest()})
     manifest = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "parts": parts, "step": int(state["step"]),
-                "session": state["sessions"][-1]}
+                "run": state["runs"][-1]}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     shutil.copyfile(Path(cfg.out_dir) / "log.jsonl", out / "log.jsonl")
     return manifest
@@ -134,7 +134,7 @@ def receive(parts: Path, config: Path, target: Path, export: str | None) -> None
     # the validation is logged beside the joined weights, not in the home run's ledger
     cfg = dataclasses.replace(cfg, export=export if export is not None else cfg.export, export_best=True,
                               out_dir=str(target.parent))
-    _validate_and_export(model, cfg, int(metadata["step"]), list(metadata["sessions"]), print)
+    _validate_and_export(model, cfg, int(metadata["step"]), list(metadata["runs"]), print)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,8 +165,8 @@ def _sources(parts: list[dict], cfg: dict) -> list[str]:
     lines = ["| source | sha256 | coefficient | step |", "|---|---|---:|---:|"]
     lines += [f"| `{p['file']}` | `{p['sha256'][:16]}...` | {p['coefficient']:g} | {p['step']} |" for p in parts]
     for p in parts:
-        if p["sessions"]:
-            lines += ["", f"Sessions of `{p['file']}` (coefficient {p['coefficient']:g}):", "", *_ledger(p["sessions"], cfg)]
+        if p["runs"]:
+            lines += ["", f"Sessions of `{p['file']}` (coefficient {p['coefficient']:g}):", "", *_ledger(p["runs"], cfg)]
     return lines
 
 
@@ -186,7 +186,7 @@ def _every_session(sessions: list[dict]) -> list[dict]:
     every = list(sessions)
     for s in sessions:
         for part in s.get("init_weights", {}).get("average", []):
-            every += _every_session(part["sessions"])
+            every += _every_session(part["runs"])
     return every
 
 
@@ -204,8 +204,8 @@ def _average(meta: dict) -> list[str]:
 def card(path: Path, eval_result: dict | None = None, eval_command: str = "") -> str:
     model, meta = load_weights(path)
     cfg, val = meta["train_config"], meta["validation"]
-    sessions = meta.get("sessions", [])
-    every = _every_session(sessions + [s for part in meta.get("average", []) for s in part["sessions"]])
+    sessions = meta.get("runs", [])
+    every = _every_session(sessions + [s for part in meta.get("average", []) for s in part["runs"]])
     hours = sum(s["seconds"] for s in every) / 3600
     lines = [
         "# SoftRas generator: model card",

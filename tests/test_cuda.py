@@ -57,7 +57,7 @@ def test_a_training_run_on_cuda(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path, steps=3, device="cuda")
     checkpoint = train(cfg, log=lambda m: None)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    assert state["step"] == 3 and not state["sessions"][-1]["device"].startswith("cpu")
+    assert state["step"] == 3 and not state["runs"][-1]["device"].startswith("cpu")
     assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
 
 

@@ -79,7 +79,7 @@ def test_training_exports_loadable_weights_with_metadata(tiny_data, tmp_path):
     train(cfg, log=lambda m: None)
     model, meta = load_weights(tmp_path / "w.pt")
     assert meta["step"] == 2 and set(meta["validation"]["voxel_iou"]) == {"box", "ball"}
-    assert [(s["start_step"], s["end_step"]) for s in meta["sessions"]] == [(0, 2)]
+    assert [(s["start_step"], s["end_step"]) for s in meta["runs"]] == [(0, 2)]
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
@@ -126,7 +126,7 @@ def test_weight_average_is_what_gets_validated_and_exported(tiny_data, tmp_path)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     second = state["model"]
     exported, meta = load_weights(tmp_path / "w.pt")
-    assert meta["sessions"][-1]["ema_decay"] == 0.75 and int(state["ema"]["n_averaged"]) == 2
+    assert meta["runs"][-1]["ema_decay"] == 0.75 and int(state["ema"]["n_averaged"]) == 2
     for k, v in exported.state_dict().items():
         if v.is_floating_point():
             expected = 0.75 * first[k].float() + 0.25 * second[k].float()
@@ -141,7 +141,7 @@ def test_resumed_run_uses_the_configured_learning_rate(tiny_data, tmp_path):
     train(tiny_config(tiny_data, tmp_path, steps=3, lr=2e-4), log=lambda m: None)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 3 and all(g["lr"] == 2e-4 for g in state["optimizer"]["param_groups"])
-    assert [(s["start_step"], s["end_step"]) for s in state["sessions"]] == [(0, 2), (2, 3)]
+    assert [(s["start_step"], s["end_step"]) for s in state["runs"]] == [(0, 2), (2, 3)]
 
 
 def test_weights_round_trip_and_bad_files(tmp_path):
@@ -174,7 +174,7 @@ def test_weights_round_trip_and_bad_files(tmp_path):
 def test_weights_written_before_the_local_evidence_branch_was_removed(tmp_path):
     model = Generator(GeneratorConfig(**TINY_MODEL)).eval()
     payload = torch.load(save_weights(model, tmp_path / "w.pt"), weights_only=True)
-    payload["config"].update(local_features=0, local_heads=4)  # what every file written before session 18 carries
+    payload["config"].update(local_features=0, local_heads=4)  # as every file written before the branch went
     torch.save(payload, tmp_path / "old.pt")
     loaded, _ = load_weights(tmp_path / "old.pt")
     assert loaded.cfg == model.cfg
@@ -267,7 +267,7 @@ def test_training_starts_from_exported_weights_without_a_checkpoint(tiny_data, t
     train(cfg, log=messages.append)
     assert any("starting from" in m and "step 2" in m for m in messages)
     state = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)
-    assert state["step"] == 3 and [s["end_step"] for s in state["sessions"]] == [2, 3]
+    assert state["step"] == 3 and [s["end_step"] for s in state["runs"]] == [2, 3]
     start, _ = load_weights(exported)
     for k, v in start.state_dict().items():  # a negligible learning rate: the weights are the exported ones
         if v.is_floating_point() and "running" not in k:
@@ -295,7 +295,7 @@ def test_bf16_runs_only_where_the_device_has_native_bfloat16(tiny_data, tmp_path
     assert autocast_dtypes == [torch.bfloat16 if native else None] * 2
     assert any("no native bfloat16" in m and "float32" in m for m in messages) != native
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert checkpoint["sessions"][-1]["bf16"] is native and checkpoint["config"]["bf16"]
+    assert checkpoint["runs"][-1]["bf16"] is native and checkpoint["config"]["bf16"]
 
 
 def test_native_bfloat16_reads_the_cpu_capabilities(monkeypatch):

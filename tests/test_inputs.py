@@ -215,7 +215,7 @@ def test_background_mask_agreement_script(tiny_data):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "research"))
     import background_masks
     from softras.intake import prepare_array
 

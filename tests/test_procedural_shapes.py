@@ -55,7 +55,7 @@ def test_extra_views_join_the_training_set(procedural, tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path / "run", steps=2, extra_views=[str(extra)], category_balance=1.0)
     train(cfg, log=lambda m: None)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert state["sessions"][-1]["extra_views"] == [str(extra)]
+    assert state["runs"][-1]["extra_views"] == [str(extra)]
 
 
 @pytest.mark.parametrize("kinds", [None, ["vessel"], ["rifle", "tool"], ["stool", "round_table", "frame_table", "pan"],

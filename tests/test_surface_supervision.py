@@ -138,11 +138,11 @@ def test_the_surface_term_enters_the_training_loss(tiny_data, tmp_path):
     assert "surface" not in without and float(with_term["surface"]) > 0
     assert torch.allclose(with_term["total"] - without["total"], 3.0 * with_term["surface"])
 
-    train(cfg, log=lambda m: None)  # a run with the term logs it and records its weight in the session ledger
+    train(cfg, log=lambda m: None)  # a run with the term logs it and records its weight in the ledger of runs
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [h["step"] for h in logged] == [1, 2] and all(h["surface"] > 0 for h in logged)
-    sessions = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["sessions"]
-    assert sessions[-1]["surface_weight"] == 3.0
+    runs = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["runs"]
+    assert runs[-1]["surface_weight"] == 3.0
     for bad in (dict(surface_weight=-1.0), dict(surface_points=0)):
         with pytest.raises(ValueError, match="surface_weight"):
             TrainConfig.from_dict(dict(raw, **bad))

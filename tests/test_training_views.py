@@ -123,7 +123,7 @@ def test_validation_judges_its_own_elevations(two_elevations, tmp_path):
         train(cfg, log=lambda m: None)
         records[e] = json.loads((out / "validation.jsonl").read_text())
         saved = torch.load(out / "checkpoint.pt", weights_only=True)
-        assert saved["sessions"][-1]["validate_elevations"] == [e]  # the ledger (and so the model card) says so
+        assert saved["runs"][-1]["validate_elevations"] == [e]  # the ledger (and so the model card) says so
         model = Generator(GeneratorConfig(**TINY_MODEL))
         model.load_state_dict(saved["model"])
         expected = evaluate(model, ViewSet(both, "val"), shapes, views_per_model=cfg.validate_views, elevations=[e])

@@ -100,7 +100,7 @@ def test_training_takes_batches_from_varied_views(tiny_data, varied, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path, steps=2, varied_views=str(path), varied_share=1.0, mirror=True)
     train(cfg, log=lambda m: None)
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert saved["sessions"][-1]["varied_views"] == str(path) and saved["sessions"][-1]["varied_share"] == 1.0
+    assert saved["runs"][-1]["varied_views"] == str(path) and saved["runs"][-1]["varied_share"] == 1.0
 
 
 def test_varied_views_must_keep_the_validation_models_out(tiny_data, tmp_path):

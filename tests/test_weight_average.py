@@ -103,8 +103,8 @@ def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_
     assert metadata["train_config"] == start_meta["train_config"] and metadata["step"] == 4
     sources = metadata["average"]
     assert [(s["file"], s["coefficient"], s["step"]) for s in sources] == [(str(start), 0.5, 2), (str(checkpoint), 0.5, 4)]
-    assert sources[0]["sha256"] == sha256(start) and sources[0]["sessions"] == []
-    assert [(s["start_step"], s["end_step"]) for s in sources[1]["sessions"]] == [(2, 4)]
+    assert sources[0]["sha256"] == sha256(start) and sources[0]["runs"] == []
+    assert [(s["start_step"], s["end_step"]) for s in sources[1]["runs"]] == [(2, 4)]
 
     text = _model_card().card(out)
     assert "## Weight average" in text and "a weight average of steps 2, 4" in text
@@ -120,14 +120,14 @@ def test_a_run_from_a_weight_average_keeps_the_average_sources_in_its_ledger_and
     train(tiny_config(tiny_data, tmp_path / "after", steps=5, init_weights=str(soup), export=str(final)),
           log=lambda m: None)
 
-    sessions = load_weights(final)[1]["sessions"]
-    assert [(s["start_step"], s["end_step"]) for s in sessions] == [(0, 2), (4, 5)]
-    assert "init_weights" not in sessions[0]
-    origin = sessions[1]["init_weights"]
+    runs = load_weights(final)[1]["runs"]
+    assert [(s["start_step"], s["end_step"]) for s in runs] == [(0, 2), (4, 5)]
+    assert "init_weights" not in runs[0]
+    origin = runs[1]["init_weights"]
     assert origin["file"] == str(soup) and origin["sha256"] == sha256(soup)
     assert origin["average"] == load_weights(soup)[1]["average"]
-    tuned_session = origin["average"][1]["sessions"][0]  # a run from plain weights names them, without sources
-    assert tuned_session["init_weights"] == {"file": str(start), "sha256": sha256(start)}
+    tuned_run = origin["average"][1]["runs"][0]  # a run from plain weights names them, without sources
+    assert tuned_run["init_weights"] == {"file": str(start), "sha256": sha256(start)}
 
     text = _model_card().card(final)
     assert f"began from `{soup}` (`{sha256(soup)[:16]}...`), a weight average of:" in text
@@ -144,3 +144,45 @@ def test_softras_average_reports_bad_input_and_writes_nothing(tiny_weights, tmp_
     (tmp_path / "junk.pt").write_bytes(b"not torch")
     assert main(["average", str(tiny_weights), str(tmp_path / "junk.pt"), "-o", str(out)]) == 2
     assert "not a readable weights file" in capsys.readouterr().err and not out.exists()
+
+
+def _old_ledger_key(value):
+    """``value`` with every ``runs`` key named ``sessions``, however nested, as files written before weights version
+    2026.12.0 name the ledger of training runs."""
+    if isinstance(value, dict):
+        return {("sessions" if k == "runs" else k): _old_ledger_key(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_old_ledger_key(v) for v in value]
+    return value
+
+
+def test_files_written_with_the_old_ledger_key_read_it_as_runs(tiny_data, tmp_path):
+    start, tuned = tmp_path / "start.pt", tmp_path / "tuned" / "checkpoint.pt"
+    train(tiny_config(tiny_data, tmp_path / "start", steps=2, export=str(start)), log=lambda m: None)
+    train(tiny_config(tiny_data, tmp_path / "tuned", steps=4, init_weights=str(start), seed=3), log=lambda m: None)
+    soup, final = tmp_path / "soup.pt", tmp_path / "final.pt"
+    average_weight_files([start, tuned], [0.5, 0.5], soup)
+    train(tiny_config(tiny_data, tmp_path / "after", steps=5, init_weights=str(soup), export=str(final)),
+          log=lambda m: None)
+
+    for path in (soup, final):  # the runs at the top, in the average's sources, in the average a run started from
+        payload = torch.load(path, weights_only=True)
+        old = tmp_path / f"old_{path.name}"
+        torch.save({**payload, "metadata": _old_ledger_key(payload["metadata"])}, old)
+        assert "'runs'" not in repr(torch.load(old, weights_only=True)["metadata"])
+        model, metadata = load_weights(old)
+        assert metadata == load_weights(path)[1] and "sessions" not in repr(metadata)
+        assert metadata["runs"] and all(torch.equal(v, load_weights(path)[0].state_dict()[k])
+                                        for k, v in model.state_dict().items())
+    old_final = load_weights(tmp_path / "old_final.pt")[1]
+    assert old_final["runs"][1]["init_weights"]["average"][1]["runs"][0]["end_step"] == 4
+
+    state = torch.load(tuned, weights_only=True)  # a training checkpoint: read, averaged and resumed
+    (tmp_path / "resumed").mkdir()
+    old_checkpoint = tmp_path / "resumed" / "checkpoint.pt"
+    torch.save(_old_ledger_key(state), old_checkpoint)
+    assert read_generator(old_checkpoint)[1]["runs"] == read_generator(tuned)[1]["runs"]
+    train(tiny_config(tiny_data, tmp_path / "resumed", steps=5, init_weights=str(start), seed=3), log=lambda m: None)
+    resumed = torch.load(old_checkpoint, weights_only=True)
+    assert "sessions" not in resumed
+    assert [(r["start_step"], r["end_step"]) for r in resumed["runs"]] == [(0, 2), (2, 4), (4, 5)]

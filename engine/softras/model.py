@@ -24,7 +24,7 @@ from torch import nn
 from softras.mesh import icosphere
 
 __all__ = ["GeneratorConfig", "Generator", "ViewpointHead", "save_weights", "load_weights", "WeightsError",
-           "read_torch_file", "generator_from_payload"]
+           "read_torch_file", "generator_from_payload", "upgrade_metadata"]
 
 WEIGHTS_FORMAT = "softras-generator"
 WEIGHTS_VERSION = 1
@@ -278,7 +278,31 @@ def generator_from_payload(path: str | Path, payload: object) -> tuple[Generator
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise WeightsError(f"{path}: tensor {k} contains NaN or inf")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-    return model.eval(), dict(payload.get("metadata") or {})
+    return model.eval(), upgrade_metadata(payload.get("metadata") or {})
+
+
+def upgrade_metadata(metadata: dict) -> dict:
+    """A copy of ``metadata`` (a weights file's, or a training checkpoint's state) with its ledger of training runs
+    under ``runs``, as this version writes it. Files written before weights version 2026.12.0 keep that ledger under
+    ``sessions``: read here as ``runs``, at the top, in a weight average's sources and in the weight average a run
+    started from, however nested."""
+    meta = dict(metadata)
+    if "sessions" in meta:
+        meta["runs"] = meta.pop("sessions")
+    if "runs" in meta:
+        meta["runs"] = [_upgrade_run(run) for run in meta["runs"]]
+    if "average" in meta:
+        meta["average"] = [upgrade_metadata(part) for part in meta["average"]]
+    return meta
+
+
+def _upgrade_run(run: dict) -> dict:
+    """A ledger entry whose initial weights, where they were a weight average, list their sources as
+    :func:`upgrade_metadata` reads them."""
+    origin = run.get("init_weights")
+    if isinstance(origin, dict) and "average" in origin:
+        return {**run, "init_weights": {**origin, "average": [upgrade_metadata(p) for p in origin["average"]]}}
+    return run
 
 
 def sha256(path: str | Path) -> str:

@@ -36,7 +36,7 @@ from softras.inputs import InputSettings
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, chamfer_distance, soft_iou_loss
 from softras.mesh import vertices_and_face_centroids
-from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights, sha256
+from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights, sha256, upgrade_metadata
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
@@ -215,10 +215,10 @@ def _device(name: str, local_rank: int) -> torch.device:
 
 
 def _save_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, ema: AveragedModel | None, step: int,
-                     cfg: TrainConfig, sessions: list[dict]) -> None:
+                     cfg: TrainConfig, runs: list[dict]) -> None:
     buffer = io.BytesIO()
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.as_dict(),
-             "sessions": sessions}
+             "runs": runs}
     if ema is not None:
         state["ema"] = ema.state_dict()
     torch.save(state, buffer)
@@ -227,7 +227,7 @@ def _save_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
 
 def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimizer, ema: AveragedModel | None,
                      cfg: TrainConfig) -> tuple[int, list[dict]]:
-    """Restore model, optimizer and the weight average; returns the step and the ledger of earlier sessions.
+    """Restore model, optimizer and the weight average; returns the step and the ledger of earlier runs.
 
     A checkpoint without a weight average (written with ``ema_decay = 0``) starts the average at its weights.
     """
@@ -243,7 +243,7 @@ def _load_checkpoint(path: Path, model: Generator, optimizer: torch.optim.Optimi
             ema.update_parameters(model)
     for group in optimizer.param_groups:  # the config's rate applies to a resumed run
         group["lr"] = cfg.lr
-    return int(state["step"]), list(state.get("sessions", []))
+    return int(state["step"]), list(upgrade_metadata(state).get("runs", []))
 
 
 _OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden")}
@@ -251,7 +251,7 @@ _OPTIONAL_PARTS = {"viewpoint.": ("viewpoint_bins", "viewpoint_hidden")}
 
 
 def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tuple[int, list[dict], dict]:
-    """Copy exported weights into ``model``; returns their step, their session ledger, which training continues, and
+    """Copy exported weights into ``model``; returns their step, their ledger of runs, which training continues, and
     where they came from: ``{"file", "sha256"}``, with their ``average`` sources where they are a weight average
     (:func:`softras.weight_average.average_weight_files`), so that the ledger keeps a nested average's lineage.
 
@@ -271,7 +271,7 @@ def _load_initial_weights(path: Path, model: Generator, cfg: TrainConfig) -> tup
     origin = {"file": str(path), "sha256": sha256(path)}
     if "average" in metadata:
         origin["average"] = metadata["average"]
-    return int(metadata.get("step", 0)), list(metadata.get("sessions", [])), origin
+    return int(metadata.get("step", 0)), list(metadata.get("runs", [])), origin
 
 
 def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str], None] | None = None) -> Path:
@@ -297,15 +297,15 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     validated = model if ema is None else ema.module  # the weights that are validated and exported
     origin = None  # the initial weights this run started from, where it did
     if checkpoint.exists():
-        step, sessions = _load_checkpoint(checkpoint, model, optimizer, ema, cfg)
+        step, runs = _load_checkpoint(checkpoint, model, optimizer, ema, cfg)
         if rank == 0:
             log(f"resuming from {checkpoint} at step {step}")
     elif cfg.init_weights:
-        step, sessions, origin = _load_initial_weights(Path(cfg.init_weights), model, cfg)
+        step, runs, origin = _load_initial_weights(Path(cfg.init_weights), model, cfg)
         if rank == 0:
             log(f"starting from {cfg.init_weights} (step {step}) with a fresh optimizer state")
     else:
-        step, sessions = 0, []
+        step, runs = 0, []
     if cfg.bf16 and not native_bfloat16(device):
         if rank == 0:
             log(f"bf16 is set, but this {device.type} has no native bfloat16 (emulated, it would take several times as "
@@ -314,7 +314,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     else:
         step_cfg = cfg
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
+    run = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name,
                "processes": world, "lr": cfg.lr, "views": cfg.views, "extra_views": cfg.extra_views,
                "varied_views": cfg.varied_views, "varied_share": cfg.varied_share,
                "input_elevations": cfg.input_elevations, "validate_elevations": cfg.validate_elevations,
@@ -323,13 +323,13 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                "augment": None if cfg.augment is None else asdict(cfg.augment),
                "bf16": step_cfg.bf16, "start_step": step, "end_step": step, "seconds": 0.0}
     if origin is not None:
-        session["init_weights"] = origin
-    sessions.append(session)
-    session_start = time.monotonic()
+        run["init_weights"] = origin
+    runs.append(run)
+    run_start = time.monotonic()
 
     def save() -> None:
-        session.update(end_step=step, seconds=round(time.monotonic() - session_start, 1))
-        _save_checkpoint(checkpoint, model, optimizer, ema, step, cfg, sessions)
+        run.update(end_step=step, seconds=round(time.monotonic() - run_start, 1))
+        _save_checkpoint(checkpoint, model, optimizer, ema, step, cfg, runs)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
     train_views = ViewSet(cfg.views, "train")
@@ -383,12 +383,12 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                 with open(history, "a") as fh:
                     fh.write(json.dumps({"step": step, **values}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
-                _validate_and_export(validated, cfg, step, sessions, log)
+                _validate_and_export(validated, cfg, step, runs, log)
     _close(pool)
     if rank == 0:
         save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
-            _validate_and_export(validated, cfg, step, sessions, log)
+            _validate_and_export(validated, cfg, step, runs, log)
     if distributed:
         del net  # release DistributedDataParallel's hold on the process group before it is destroyed
         dist.barrier()
@@ -511,7 +511,7 @@ def validate(model: Generator, cfg: TrainConfig) -> tuple[EvalReport, dict]:
     return report, protocol
 
 
-def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions: list[dict], log: Callable[[str], None]) -> None:
+def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, runs: list[dict], log: Callable[[str], None]) -> None:
     """Validate ``model`` through the intake and export it (with ``export_best``: only when it beats the export
     file, whose figure is taken from its metadata when measured the same way and measured anew otherwise)."""
     report, protocol = validate(model, cfg)
@@ -533,5 +533,5 @@ def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, sessions
             log(f"mean voxel IoU {report.mean_voxel_iou:.4f} does not beat {best:.4f} of {cfg.export}: not exported")
             return
     save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "validation_protocol": protocol,
-                                              "train_config": cfg.as_dict(), "sessions": sessions,
+                                              "train_config": cfg.as_dict(), "runs": runs,
                                               "torch": str(torch.__version__)})

@@ -2,7 +2,8 @@
 
 Generators fine-tuned from the same weights stay in one basin of the loss, so a weighted average of their tensors
 is itself a generator, often better than each: the shipped weights averaged half and half with a fine-tune on
-other cameras keep the standard camera's figure and gain most of the fine-tune's elsewhere (models/NOTES.md).
+other cameras keep the standard camera's figure and gain most of the fine-tune's elsewhere
+(docs/notes/2026-11-28-varied-views-soup.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Sequence
 import torch
 
 from softras.model import (Generator, GeneratorConfig, WeightsError, generator_from_payload, read_torch_file,
-                           save_weights, sha256)
+                           save_weights, sha256, upgrade_metadata)
 
 __all__ = ["average_generators", "average_weight_files", "read_generator"]
 
@@ -22,7 +23,7 @@ def read_generator(path: str | Path) -> tuple[Generator, dict]:
     """A generator from a weights file (:func:`softras.model.load_weights`) or from a `softras train` checkpoint
     (its weight average where the run keeps one, else its weights); returns ``(model in eval mode, metadata)``.
 
-    A checkpoint's metadata holds its ``step``, ``train_config`` and ``sessions``, as an exported file's does.
+    A checkpoint's metadata holds its ``step``, ``train_config`` and ``runs``, as an exported file's does.
     Raises FileNotFoundError for a missing file and :class:`WeightsError` for anything else that is wrong.
     """
     state = read_torch_file(path)
@@ -37,7 +38,8 @@ def read_generator(path: str | Path) -> tuple[Generator, dict]:
         model.load_state_dict(weights)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
         raise WeightsError(f"{path}: not a readable training checkpoint ({str(e).splitlines()[0][:200]})") from None
-    metadata = {"step": int(state["step"]), "train_config": state["config"], "sessions": list(state.get("sessions", []))}
+    metadata = {"step": int(state["step"]), "train_config": state["config"],
+                "runs": list(upgrade_metadata(state).get("runs", []))}
     return model.eval(), metadata
 
 
@@ -72,9 +74,9 @@ def average_weight_files(sources: Sequence[str | Path], coefficients: Sequence[f
 
     The result is validated as the first source's training validates (its stored training config: views, shapes
     file, views per model, elevations, through the intake), so that its metadata and model card state a figure
-    measured on it. The metadata is the first source's (training config, sessions) with that validation, ``step``
+    measured on it. The metadata is the first source's (training config, runs) with that validation, ``step``
     the largest of the sources', and ``average``: per source its path as given, sha256, coefficient, step and the
-    training sessions it has beyond the first source's. Written atomically, float16 like every weights file.
+    training runs it has beyond the first source's. Written atomically, float16 like every weights file.
     """
     from softras.train import TrainConfig, validate
 
@@ -84,11 +86,11 @@ def average_weight_files(sources: Sequence[str | Path], coefficients: Sequence[f
     if "train_config" not in base:
         raise WeightsError(f"{sources[0]}: has no training config to validate the average with")
     report, protocol = validate(model, TrainConfig.from_dict(base["train_config"]))
-    shared = base.get("sessions", [])  # the first source's ledger, which the others continue
+    shared = base.get("runs", [])  # the first source's ledger, which the others continue
     parts = [{"file": str(p), "sha256": sha256(p), "coefficient": float(c), "step": int(meta.get("step", 0)),
-              "sessions": [s for s in meta.get("sessions", []) if s not in shared]}
+              "runs": [r for r in meta.get("runs", []) if r not in shared]}
              for p, c, (_, meta) in zip(sources, coefficients, loaded)]
     metadata = {"step": max(part["step"] for part in parts), "validation": report.as_dict(),
                 "validation_protocol": protocol, "train_config": base["train_config"],
-                "sessions": shared, "torch": str(torch.__version__), "average": parts}
+                "runs": shared, "torch": str(torch.__version__), "average": parts}
     return save_weights(model, out, metadata=metadata)

@@ -104,9 +104,9 @@ def main() -> None:
         predicted = student.encoder.fc[0](student.encoder.conv[n_conv:](features[:held_out]).flatten(1))
         error = float(((predicted - targets[:held_out]) ** 2).mean() / targets.var(0).mean())
     print(f"held-out relative MSE {error:.4f}")
-    # the student continues the teacher's ledger (steps and training sessions), which fine-tuning extends
+    # the student continues the teacher's ledger (steps and training runs), which fine-tuning extends
     save_weights(student, args.out, metadata={
-        "step": metadata.get("step", 0), "sessions": metadata.get("sessions", []),
+        "step": metadata.get("step", 0), "runs": metadata.get("runs", []),
         "distilled_from": {"teacher": args.teacher, "teacher_step": metadata.get("step"), "samples": args.samples,
                            "steps": args.steps, "held_out_relative_mse": round(error, 5)}})
     print(f"wrote {args.out}")
