@@ -8,9 +8,10 @@ The extension's zip has the manifest and the add-on's ``__init__.py`` at its roo
 temporary staging folder first::
 
     blender_manifest.toml   README.md   (LICENSE if present)
-    __init__.py, convert.py, ...       <- softras_blender/*.py (the manifest's [build] patterns drop the
-                                          repository-side render.py and batch.py)
-    softras/...                         <- engine/softras (the engine, imported by softras_blender/engine.py)
+    __init__.py, batch.py, ...          <- softras_blender/*.py (the add-on, its headless batch conversion and the
+                                           Cycles renderer of the batch previews)
+    softras/...                         <- the modules of engine/softras that those import, directly or through
+                                           each other (not training, evaluation or benchmarks; see engine_modules)
     models/*.pt                         <- --models-dir (the shipped generator weights, if any)
 
 Then ``blender_ext.py build`` (from ``bl_pkg/cli`` inside the installed bpy package, run with this Python) writes
@@ -21,7 +22,9 @@ build`` does, and ``blender_ext.py validate`` checks the zip. The last line prin
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -30,9 +33,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "engine" / "softras"
 _BUILDER = "scripts/addons_core/bl_pkg/cli/blender_ext.py"
 _TAGS = "scripts/modules/_bpy_internal/extensions/tags.py"
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def blender_resources() -> Path:
@@ -47,6 +50,43 @@ def blender_resources() -> Path:
     return found[-1]
 
 
+def _module_file(name: str) -> Path | None:
+    """The file of engine module ``name`` (``softras`` or ``softras.a.b``), or None if there is none."""
+    base = ENGINE.joinpath(*name.split(".")[1:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _engine_imports(path: Path) -> set[str]:
+    """Names of the engine's modules that the Python file ``path`` imports anywhere (at the top, in functions, or
+    named as a whole string for importlib, as the engine's lazy top-level names are), with their parent packages."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # from softras import raster
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)
+    found = {n for n in names if re.fullmatch(r"softras(\.[A-Za-z_]\w*)*", n) and _module_file(n) is not None}
+    return found | {".".join(n.split(".")[:k]) for n in found for k in range(1, n.count(".") + 1)}
+
+
+def engine_modules() -> list[Path]:
+    """The files of the engine that the add-on's modules (softras_blender/*.py) import, directly or through each
+    other: what the extension runs. The rest of the engine (training, evaluation, benchmarks) is not shipped."""
+    seen: set[str] = set()
+    pending = set().union(*(_engine_imports(p) for p in sorted((ROOT / "softras_blender").glob("*.py"))))
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        pending |= _engine_imports(_module_file(name)) - seen
+    return sorted(_module_file(n) for n in seen)
+
+
 def stage(staging: Path, models_dir: Path) -> None:
     """Copy the package's files into ``staging`` (see the module docstring)."""
     shutil.copy2(ROOT / "blender_manifest.toml", staging)
@@ -55,7 +95,10 @@ def stage(staging: Path, models_dir: Path) -> None:
             shutil.copy2(ROOT / name, staging)
     for module in sorted((ROOT / "softras_blender").glob("*.py")):
         shutil.copy2(module, staging)
-    shutil.copytree(ROOT / "engine" / "softras", staging / "softras", ignore=_IGNORE)
+    for path in engine_modules():
+        target = staging / "softras" / path.relative_to(ENGINE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     weights = sorted(models_dir.glob("*.pt")) if models_dir.is_dir() else []
     if not weights:
         print(f"warning: no weights (*.pt) in {models_dir}; the extension will need a weights file set in its "

@@ -1,14 +1,20 @@
 """Headless batch conversion: a folder of images to meshes (or .blend files), one per image.
 
-Run from the repository with Blender, or with the ``bpy`` module in the project's virtual environment::
+Run with Blender from the installed extension (the extension's folder is
+``<Blender user folder>/extensions/user_default/softras``, e.g. ``~/.config/blender/4.5/extensions/...`` on Linux,
+``%APPDATA%\\Blender Foundation\\Blender\\4.5\\extensions\\...`` on Windows, ``~/Library/Application
+Support/Blender/4.5/extensions/...`` on macOS), or from a checkout, with Blender or with the ``bpy`` module in the
+project's virtual environment::
 
+    blender --background --factory-startup --python-exit-code 1 --python <extension folder>/batch.py -- ARGS
     blender --background --factory-startup --python-exit-code 1 --python softras_blender/batch.py -- ARGS
     python -m softras_blender.batch ARGS
 
 ARGS: ``--input DIR_OR_GLOB... --output DIR [--format blend|glb|obj|ply] [--refine STEPS] [--device auto|cpu|cuda]
 [--weights W] [--overwrite] [--shard I/N] [--preview] [--texture | --no-texture] [--texture-size PX]``. Blender's own Python needs PyTorch and Pillow: install them
 with the add-on's Install button, or point it at this project's environment, e.g.
-``PYTHONPATH=.venv/lib/python3.11/site-packages`` (Blender 4.2-4.5 use Python 3.11).
+``PYTHONPATH=.venv/lib/python3.11/site-packages`` (Blender 4.2-4.5 use Python 3.11). The installed extension
+converts with its own copy of the engine and, by default, its shipped weights.
 
 Every image goes through the engine's reconstruction of a picture file
 (:meth:`softras.reconstruct.Reconstructor.reconstruct_file`, as ``softras reconstruct``). ``blend`` inserts the mesh with :func:`softras_blender.scene.insert_mesh`, as the
@@ -31,10 +37,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-if not __package__:  # run as a script by Blender: make the repository's packages importable
-    _ROOT = Path(__file__).resolve().parents[1]
-    sys.path[:0] = [str(_ROOT), str(_ROOT / "engine")]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 FORMATS = ("blend", "glb", "obj", "ply")
@@ -98,8 +100,8 @@ def _stage(mesh, name: str):
     """A fresh file holding the mesh (Z-up, at the origin), the Cycles light set-up and a camera; returns the object."""
     import bpy
 
-    from softras_blender import render, scene
-    from softras_blender.convert import y_up_to_z_up
+    from . import render, scene
+    from .convert import y_up_to_z_up
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     target = bpy.context.scene
@@ -130,7 +132,8 @@ def _render_preview(path: Path) -> None:
     from PIL import Image
 
     from softras.fileio import atomic_write
-    from softras_blender import render
+
+    from . import render
 
     target = bpy.context.scene
     tiles = []
@@ -150,6 +153,10 @@ def _render_preview(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import deps, engine
+
+    deps.activate()  # PyTorch and Pillow installed by the add-on's Install button, where the add-on is not enabled
+    engine.load()  # the extension's own engine where it has one
     from softras.fileio import atomic_write
     from softras.meshio import write_mesh
     from softras.reconstruct import Reconstructor
@@ -226,7 +233,34 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"softras batch: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # the engine's dependencies
+        print(f"softras batch: error: {e}; install PyTorch and Pillow with the add-on's Install button (Edit > "
+              "Preferences > Add-ons > SoftRas) or put an environment that has them on PYTHONPATH", file=sys.stderr)
+        return 2
+
+
+def _script_package() -> str:
+    """The package of this file when Blender runs it as a script (``--python .../batch.py``), made importable: the
+    installed extension's module (``bl_ext.<repository>.softras``), or ``softras_blender`` of a checkout, whose
+    folder and engine go on ``sys.path``."""
+    here = Path(__file__).resolve().parent
+    if not (here / "blender_manifest.toml").is_file():
+        sys.path[:0] = [str(here.parent), str(here.parent / "engine")]
+        return here.name
+    import bpy
+
+    for repo in bpy.context.preferences.extensions.repos:
+        if repo.enabled and repo.directory and Path(repo.directory).resolve() == here.parent:
+            return f"bl_ext.{repo.module}.{here.name}"
+    print(f"softras batch: error: {here} is in no enabled extension repository of this Blender; install the "
+          "extension (Edit > Preferences > Get Extensions > Install from Disk)", file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if __package__:  # python -m softras_blender.batch
+        sys.exit(main())
+    # run as a script by Blender: this file's package has to be imported for its relative imports
+    import importlib
+
+    sys.exit(importlib.import_module(f"{_script_package()}.batch").main())

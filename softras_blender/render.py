@@ -27,8 +27,9 @@ Typical use (headless, ``import bpy`` as a module)::
     images = render_views(vertices, faces, face_colors, elevations=[30] * 24,
                           azimuths=np.arange(0, 360, 15), size=64, scene=scene)   # (24, 64, 64, 4) uint8
 
-This module never imports :mod:`softras` (which pulls in torch); the camera constants are duplicated from
-``softras.camera``.
+Of the engine this module uses only the numpy colour conversion (:mod:`softras.colorspace`, imported when a mesh
+is added, through :func:`softras_blender.engine.load`, so that the installed extension uses its own copy); the
+camera constants are duplicated from ``softras.camera``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ import numpy as np
 from mathutils import Matrix
 from PIL import Image
 
-from softras.colorspace import srgb_to_linear
-from softras_blender.convert import y_up_to_z_up
+from . import engine
+from .convert import y_up_to_z_up
 
 __all__ = [
     "DEFAULT_DISTANCE",
@@ -266,6 +267,9 @@ def add_colored_mesh(
     Returns:
         The new object (identity transform), using the shared Diffuse material that reads the attribute.
     """
+    engine.load()
+    from softras.colorspace import srgb_to_linear
+
     scene = bpy.context.scene if scene is None else scene
     validate_mesh_arrays(vertices, faces, face_colors)
     v = y_up_to_z_up(np.asarray(vertices, dtype=np.float64)).astype(np.float32)

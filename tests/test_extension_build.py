@@ -14,12 +14,18 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from softras.meshio import read_mesh
 from softras.model import Generator, GeneratorConfig, save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from build_extension import engine_modules  # noqa: E402
+
 TINY = GeneratorConfig(image_size=32, template_level=1, conv_channels=(8, 16, 32), encoder_fc=(64, 64, 32),
                        decoder_fc=(64, 128), palette_size=4, color_hidden=16, color_sample_size=8)
 
@@ -88,12 +94,15 @@ def test_zip_layout(built_zip):
     names = set(zipfile.ZipFile(built_zip).namelist())
     manifest = tomllib.loads(zipfile.ZipFile(built_zip).read("blender_manifest.toml").decode())
     assert (manifest["id"], manifest["version"], manifest["type"]) == ("softras", "0.1.0", "add-on")
-    addon_modules = {p.name for p in (ROOT / "softras_blender").glob("*.py")} - {"render.py", "batch.py"}
-    assert addon_modules <= names and "__init__.py" in names
-    assert not names & {"render.py", "batch.py"}
-    engine_files = {f"softras/{p.relative_to(ROOT / 'engine' / 'softras').as_posix()}"
-                    for p in (ROOT / "engine" / "softras").rglob("*.py")}
-    assert engine_files <= names
+    addon_modules = {p.name for p in (ROOT / "softras_blender").glob("*.py")}
+    assert addon_modules | {"batch.py", "render.py", "__init__.py"} == {n for n in names if "/" not in n and n.endswith(".py")}
+    engine_files = {n for n in names if n.startswith("softras/")}
+    # the engine modules that the add-on, the batch tool and the previews import, and no other
+    assert {"softras/__init__.py", "softras/reconstruct.py", "softras/texture.py", "softras/meshio.py",
+            "softras/refine.py", "softras/raster/zbuffer.py", "softras/colorspace.py"} <= engine_files
+    assert not engine_files & {"softras/train.py", "softras/data.py", "softras/evaluate.py", "softras/cli.py"}
+    assert not [n for n in engine_files if n.startswith("softras/bench/")]
+    assert engine_files == {f"softras/{p.relative_to(ROOT / 'engine' / 'softras').as_posix()}" for p in engine_modules()}
     assert "models/softras_generator.pt" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith(".")]
 
@@ -111,3 +120,75 @@ def test_install_use_and_remove_as_extension(built_zip, tmp_path):
         "reconstruct": ["FINISHED"], "vertices": 42, "engine_vendored": True, "ext_dir_on_path": False,
         "disabled": True, "operator_after_disable": False, "engine_unloaded": True, "removed": True,
     }
+
+
+INSTALL = r"""
+import sys
+import bpy
+
+zip_path, = sys.argv[1:]
+assert bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default") == {"FINISHED"}
+repo = next(r for r in bpy.context.preferences.extensions.repos if r.module == "user_default")
+print("EXTENSION " + repo.directory + "/softras")
+"""
+
+# What ``blender --background --factory-startup --python <extension>/batch.py -- ARGS`` does with the bpy module: run
+# the file as __main__ in a fresh Blender whose add-ons are not enabled.
+RUN_INSTALLED_BATCH = r"""
+import json, runpy, sys
+import bpy
+
+script, *args = sys.argv[1:]
+sys.argv = ["blender", "--background", "--python", script, "--", *args]
+try:
+    runpy.run_path(script, run_name="__main__")
+    code = 0
+except SystemExit as e:
+    code = e.code
+print("RESULT " + json.dumps({"exit": code, "engine": getattr(sys.modules.get("softras"), "__file__", None),
+                              "batch": [n for n in sys.modules if n.endswith(".batch")]}))
+"""
+
+
+def test_batch_conversion_runs_from_the_installed_extension(built_zip, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SOFTRAS_WEIGHTS"}  # the shipped models/ weights
+    env.update(BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"), OMP_NUM_THREADS="1")
+    installed = subprocess.run([sys.executable, "-c", INSTALL, str(built_zip)], capture_output=True, text=True,
+                               timeout=180, env=env, cwd=tmp_path)
+    lines = [line for line in installed.stdout.splitlines() if line.startswith("EXTENSION ")]
+    assert installed.returncode == 0 and lines, installed.stdout[-3000:] + installed.stderr[-3000:]
+    extension = Path(lines[-1][len("EXTENSION "):])
+    assert (extension / "batch.py").is_file() and (extension / "render.py").is_file()
+
+    yy, xx = np.mgrid[:48, :64]
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[((xx - 32) / 22) ** 2 + ((yy - 24) / 15) ** 2 <= 1] = (40, 90, 220, 255)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(rgba).save(tmp_path / "images" / "blob.png")
+    out = tmp_path / "out"
+    args = ["--input", str(tmp_path / "images"), "--output", str(out), "--format", "glb", "--preview", "--device", "cpu"]
+    result = subprocess.run([sys.executable, "-c", RUN_INSTALLED_BATCH, str(extension / "batch.py"), *args],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    run = json.loads(lines[-1][len("RESULT "):])
+    assert run == {"exit": 0, "engine": str(extension / "softras" / "__init__.py"),
+                   "batch": ["bl_ext.user_default.softras.batch"]}, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["status"], Path(r["output"]).name) for r in summary] == [("ok", "blob.glb")]
+    assert read_mesh(out / "blob.glb").num_vertices == 42
+    preview = np.asarray(Image.open(out / "blob_preview.png"))
+    assert preview.shape == (160, 640, 3) and (preview[..., 2].astype(int) - preview[..., 0] > 60).sum() > 500  # blue
+
+
+def test_the_batch_script_outside_an_extension_repository_says_so(built_zip, tmp_path):
+    """An extension folder that Blender does not know (unzipped by hand) is refused with a message, not a traceback."""
+    folder = tmp_path / "softras"
+    zipfile.ZipFile(built_zip).extractall(folder)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
+    result = subprocess.run([sys.executable, "-c", RUN_INSTALLED_BATCH, str(folder / "batch.py"), "--input", "x",
+                             "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env,
+                            cwd=tmp_path)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines and json.loads(lines[-1][len("RESULT "):]) == {"exit": 2, "engine": None, "batch": []}
+    assert f"{folder} is in no enabled extension repository" in result.stderr and "Traceback" not in result.stderr
