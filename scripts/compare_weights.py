@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from softras.data import Shapes, ViewSet
-from softras.evaluate import _selection, bootstrap_interval, category_mean, predict_views
+from softras.evaluate import bootstrap_interval, category_mean, evaluation_views, predict_views
 from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=2000)
     args = parser.parse_args()
     shapes, views = Shapes.load(args.data), ViewSet(args.views, "val")
-    models, view_ids = _selection(views, args.views_per_model, args.elevation or None)
+    models, view_ids = evaluation_views(views, args.views_per_model, args.elevation or None)
     categories = np.array([str(views.category[i]) for i in models.tolist()])
     a = view_ious(args.a, views, shapes, models, view_ids)
     ma = category_mean(a, categories)

@@ -29,7 +29,7 @@ import torch
 from softras.data import compact_views
 from softras.fileio import atomic_write
 from softras.model import Generator, load_weights, save_weights
-from softras.train import TrainConfig, _validate_and_export, train
+from softras.train import TrainConfig, train, validate_and_export
 
 CARRY_LIMIT = 64 * 2**20
 PART_SIZE = 15 * 2**20
@@ -134,7 +134,7 @@ def receive(parts: Path, config: Path, target: Path, export: str | None) -> None
     # the validation is logged beside the joined weights, not in the home run's ledger
     cfg = dataclasses.replace(cfg, export=export if export is not None else cfg.export, export_best=True,
                               out_dir=str(target.parent))
-    _validate_and_export(model, cfg, int(metadata["step"]), list(metadata["runs"]), print)
+    validate_and_export(model, cfg, int(metadata["step"]), list(metadata["runs"]), print)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from softras.data import Shapes, ViewSet
-from softras.evaluate import _selection
+from softras.evaluate import evaluation_views
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "research"))
@@ -43,7 +43,7 @@ def test_the_generator_and_the_shape_its_prediction_retrieves(tiny_data, tiny_we
     categories, generated, retrieved = ceilings.generator_and_retrieval_ious(shapes, str(tiny_weights), str(views_path),
                                                                             2, train)
     views = ViewSet(views_path, "val")
-    models, view_ids = _selection(views, 2, [30.0])
+    models, view_ids = evaluation_views(views, 2, [30.0])
     assert list(categories) == [str(views.category[m]) for m in models.tolist()]
     # the generator's figures are compare_weights' (the same selection through the intake)
     assert generated == pytest.approx(compare_weights.view_ious(str(tiny_weights), views, shapes, models, view_ids))

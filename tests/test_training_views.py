@@ -163,6 +163,48 @@ def test_export_best_keeps_better_weights(tiny_data, tmp_path):
         assert metadata["validation_protocol"] == protocol
 
 
+def test_an_unreadable_export_is_never_replaced_silently(tiny_data, tmp_path):
+    """A run with export_best refuses to start over an export file it cannot read; where the file cannot be read at
+    a validation (damaged during the run, or handed to validate_and_export), it is kept and the log says why."""
+    from softras.train import validate_and_export
+
+    export = tmp_path / "w.pt"
+    export.write_bytes(b"not a weights file")
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=2, validate_every=2, export=str(export), export_best=True)
+    with pytest.raises(ValueError, match=r"existing export .*w\.pt cannot be read .*move it away"):
+        train(cfg)
+    assert export.read_bytes() == b"not a weights file" and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+    messages = []
+    (tmp_path / "run").mkdir(exist_ok=True)
+    validate_and_export(Generator(GeneratorConfig(**TINY_MODEL)), cfg, 2, [], messages.append)
+    assert export.read_bytes() == b"not a weights file"
+    assert any(m.startswith(f"not exported: the existing export {export} cannot be compared with step 2 (")
+               and "move it away" in m for m in messages), messages
+
+
+def test_every_export_says_why_in_the_log(tiny_data, tmp_path):
+    """Exported without export_best, into an empty place, or beating the export: each export logs its reason. An
+    export whose stored figure is unusable (the same protocol, no figure) is measured anew, not replaced blindly."""
+    from softras.model import load_weights, save_weights
+
+    export = tmp_path / "w.pt"
+    for best, reason in ((False, "export_best is off, every validation exports"), (True, "no export there yet")):
+        export.unlink(missing_ok=True)
+        cfg = tiny_config(tiny_data, tmp_path / f"run_{best}", steps=2, validate_every=2, export=str(export),
+                          export_best=best)
+        messages = []
+        train(cfg, log=messages.append)
+        assert [m for m in messages if m.startswith("exported")] == [f"exported step 2 to {export}: {reason}"]
+    protocol = load_weights(export)[1]["validation_protocol"]
+    save_weights(Generator(GeneratorConfig(**TINY_MODEL)), export, metadata={"validation_protocol": protocol})
+    cfg = tiny_config(tiny_data, tmp_path / "run_again", steps=2, validate_every=2, export=str(export), export_best=True)
+    messages = []
+    train(cfg, log=messages.append)
+    verdicts = [m for m in messages if m.startswith("exported") or "does not beat" in m]
+    assert len(verdicts) == 1 and ("beats" in verdicts[0] or "does not beat" in verdicts[0]), messages
+
+
 def test_export_best_measures_an_export_validated_otherwise_anew(tiny_data, tmp_path):
     """An export whose figure came from another protocol (the direct path, another views file) is validated again
     through this run's protocol before it is compared: its stored figure is not trusted."""

@@ -35,7 +35,7 @@ from softras.reconstruct import refine_prediction
 from softras.voxelize import unpack_voxels, voxel_iou, voxel_precision_recall, voxelize
 
 __all__ = ["EvalReport", "evaluate", "format_report", "RobustnessRow", "evaluate_robustness", "format_robustness",
-           "predict_views", "category_mean", "bootstrap_interval"]
+           "predict_views", "evaluation_views", "category_mean", "bootstrap_interval"]
 
 
 @dataclass
@@ -71,7 +71,8 @@ class EvalReport:
                 "voxel_iou_spread": self.voxel_iou_spread, "voxel_iou_interval": list(self.voxel_iou_interval)}
 
 
-def _selection(views: ViewSet, views_per_model: int, elevations: list[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_views(views: ViewSet, views_per_model: int,
+                     elevations: list[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(models, views) (K,) int64: ``views_per_model`` evenly spaced views of every model among those at
     ``elevations`` (all views when None)."""
     candidates = views.views_at(elevations)
@@ -176,7 +177,7 @@ def evaluate(model: Generator, views: ViewSet, shapes: Shapes, views_per_model: 
     was_training = model.training
     model.eval()
     size = model.cfg.image_size
-    models, vids = _selection(views, views_per_model, elevations)
+    models, vids = evaluation_views(views, views_per_model, elevations)
     settings = RasterSettings(size)
     vox, sil, precision, recall = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
     scored: list[tuple[float, str, int]] = []  # (voxel IoU, category, model) per view
@@ -231,7 +232,7 @@ def evaluate_robustness(model: Generator, views: ViewSet, shapes: Shapes, views_
     perturbed by each of ``perturbations`` (default :data:`softras.augment.PERTURBATIONS`) through the intake."""
     was_training = model.training
     model.eval()
-    models, vids = _selection(views, views_per_model, elevations)
+    models, vids = evaluation_views(views, views_per_model, elevations)
     targets = [unpack_voxels(shapes.voxels_shell[views.model_index[int(m)]]) for m in models]
     categories = [str(views.category[int(m)]) for m in models]
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from softras.camera import Camera
 from softras.data import ViewSet
-from softras.evaluate import _selection
+from softras.evaluate import evaluation_views
 from softras.intake import IntakeSettings, prepare_array
 from softras.mesh import Mesh
 from softras.raster import zbuffer
@@ -120,7 +120,7 @@ def evaluate_texture(reconstructor: Reconstructor, views: ViewSet, views_per_mod
     cameras (see the module docstring), from ``views_per_model`` evenly spaced views per model at ``elevations`` (all
     when None). ``viewpoint_prior``: weigh the viewpoint estimate with the generator's azimuth probabilities, as the
     product does (without a viewpoint head, or when False, by the mask alone)."""
-    models, vids = _selection(views, views_per_model, elevations)
+    models, vids = evaluation_views(views, views_per_model, elevations)
     settings, intake_settings = BakeSettings(size=texture_size), IntakeSettings(size=reconstructor.image_size)
     maes: dict[str, list[float]] = {key: [] for key in ("textured", "vertex", "coverage", "textured_true", "vertex_true",
                                                         "coverage_true")}

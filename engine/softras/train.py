@@ -36,11 +36,11 @@ from softras.inputs import InputSettings
 from softras.fileio import atomic_write
 from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, chamfer_distance, soft_iou_loss
 from softras.mesh import vertices_and_face_centroids
-from softras.model import Generator, GeneratorConfig, WeightsError, load_weights, save_weights, sha256, upgrade_metadata
+from softras.model import Generator, GeneratorConfig, load_weights, save_weights, sha256, upgrade_metadata
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
-__all__ = ["TrainConfig", "native_bfloat16", "train", "training_losses"]
+__all__ = ["TrainConfig", "native_bfloat16", "train", "training_losses", "validate", "validate_and_export"]
 
 
 SURFACE_BANK = 4096
@@ -286,6 +286,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    _check_export(cfg)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
@@ -383,12 +384,12 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                 with open(history, "a") as fh:
                     fh.write(json.dumps({"step": step, **values}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
-                _validate_and_export(validated, cfg, step, runs, log)
+                validate_and_export(validated, cfg, step, runs, log)
     _close(pool)
     if rank == 0:
         save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
-            _validate_and_export(validated, cfg, step, runs, log)
+            validate_and_export(validated, cfg, step, runs, log)
     if distributed:
         del net  # release DistributedDataParallel's hold on the process group before it is destroyed
         dist.barrier()
@@ -511,27 +512,59 @@ def validate(model: Generator, cfg: TrainConfig) -> tuple[EvalReport, dict]:
     return report, protocol
 
 
-def _validate_and_export(model: Generator, cfg: TrainConfig, step: int, runs: list[dict], log: Callable[[str], None]) -> None:
-    """Validate ``model`` through the intake and export it (with ``export_best``: only when it beats the export
-    file, whose figure is taken from its metadata when measured the same way and measured anew otherwise)."""
+def validate_and_export(model: Generator, cfg: TrainConfig, step: int, runs: list[dict],
+                        log: Callable[[str], None]) -> None:
+    """Validate ``model`` through the intake and export it, saying in the log why it was exported or not.
+
+    With ``export_best`` it is exported only when it beats the export file, whose figure is taken from its metadata
+    when measured the same way and measured anew otherwise. An export file that cannot be read or validated is
+    kept, not replaced: the log says why, and that it has to be moved away (or another export path set)."""
     report, protocol = validate(model, cfg)
     log(f"validation at step {step} (through the intake):\n{format_report(report)}")
     with open(Path(cfg.out_dir) / "validation.jsonl", "a") as fh:
         fh.write(json.dumps({"step": step, **report.as_dict()}) + "\n")
     if not cfg.export:
         return
-    if cfg.export_best and Path(cfg.export).is_file():
+    if not cfg.export_best:
+        why = "export_best is off, every validation exports"
+    elif not Path(cfg.export).is_file():
+        why = "no export there yet"
+    else:
         try:
-            exported, metadata = load_weights(cfg.export)
-            if metadata.get("validation_protocol") == protocol:
-                best = float(metadata["validation"]["mean_voxel_iou"])
-            else:
-                best = validate(exported.to(next(model.parameters()).device), cfg)[0].mean_voxel_iou
-        except (WeightsError, KeyError, TypeError, ValueError):
-            best = None  # an unreadable or foreign export is replaced
-        if best is not None and report.mean_voxel_iou <= best:
+            best = _export_figure(cfg, protocol, next(model.parameters()).device)
+        except (ValueError, OSError) as e:  # ValueError includes WeightsError
+            log(f"not exported: the existing export {cfg.export} cannot be compared with step {step} ({e}), so it is "
+                "kept; move it away or set another export path to export this run's weights")
+            return
+        if report.mean_voxel_iou <= best:
             log(f"mean voxel IoU {report.mean_voxel_iou:.4f} does not beat {best:.4f} of {cfg.export}: not exported")
             return
+        why = f"mean voxel IoU {report.mean_voxel_iou:.4f} beats {best:.4f} of the export it replaces"
     save_weights(model, cfg.export, metadata={"step": step, "validation": report.as_dict(), "validation_protocol": protocol,
                                               "train_config": cfg.as_dict(), "runs": runs,
                                               "torch": str(torch.__version__)})
+    log(f"exported step {step} to {cfg.export}: {why}")
+
+
+def _export_figure(cfg: TrainConfig, protocol: dict, device: torch.device) -> float:
+    """The validation mean voxel IoU of the weights in ``cfg.export`` by this run's ``protocol``: from their metadata
+    where they were measured that way, else measured anew. Raises ValueError or OSError where the file cannot be
+    read or validated."""
+    exported, metadata = load_weights(cfg.export)
+    if metadata.get("validation_protocol") == protocol:
+        try:
+            return float(metadata["validation"]["mean_voxel_iou"])
+        except (KeyError, TypeError, ValueError):
+            pass  # the figure is missing or malformed: measured anew
+    return validate(exported.to(device), cfg)[0].mean_voxel_iou
+
+
+def _check_export(cfg: TrainConfig) -> None:
+    """Refuse a run with ``export_best`` whose existing export file cannot be read: it could never be compared, so
+    the run would never export (see :func:`validate_and_export`)."""
+    if cfg.export and cfg.export_best and Path(cfg.export).is_file():
+        try:
+            load_weights(cfg.export)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"the existing export {cfg.export} cannot be read ({e}); with export_best a run never "
+                             "replaces it: move it away or set another export path") from None

@@ -18,7 +18,7 @@ import numpy as np
 
 from softras.augment import jpeg, on_background
 from softras.data import ViewSet
-from softras.evaluate import _selection
+from softras.evaluate import evaluation_views
 from softras.intake import IntakeResult, IntakeSettings, prepare_array
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--max-hole", type=float, nargs="+", default=[IntakeSettings.max_hole])
     args = parser.parse_args()
     views = ViewSet(args.views, "val")
-    models, view_ids = _selection(views, args.views_per_model, [args.elevation])
+    models, view_ids = evaluation_views(views, args.views_per_model, [args.elevation])
     pictures = list(views.pictures(models, view_ids))
     clean = [prepare_array(p) for p in pictures]
     cases = {"white": [on_background(p) for p in pictures], "JPEG 50 on white": [jpeg(on_background(p), 50) for p in pictures]}

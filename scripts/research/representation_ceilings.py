@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from softras.data import Shapes, ViewSet, split_by_model
-from softras.evaluate import _selection, predict_views
+from softras.evaluate import evaluation_views, predict_views
 from softras.losses import LaplacianLoss, chamfer_distance
 from softras.mesh import icosphere, sample_surface, subdivide
 from softras.model import load_weights
@@ -73,7 +73,7 @@ def generator_and_retrieval_ious(shapes: Shapes, weights: str, views_path: str, 
     shape its prediction retrieves (module docstring); a picture the intake refuses scores 0 in both."""
     model, _ = load_weights(weights)
     views = ViewSet(views_path, "val")
-    models, view_ids = _selection(views, views_per_model, [30.0])
+    models, view_ids = evaluation_views(views, views_per_model, [30.0])
     vertices, taken = predict_views(model, views, models, view_ids)
     predicted = torch.stack([voxelize(v, model.faces) for v in vertices]).reshape(len(vertices), -1).float()
     truths = shell_grids(shapes, [views.model_index[m] for m in models.tolist()])

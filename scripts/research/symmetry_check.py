@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from softras.data import Shapes, ViewSet
-from softras.evaluate import _selection, predict_views
+from softras.evaluate import evaluation_views, predict_views
 from softras.model import load_weights
 from softras.voxelize import unpack_voxels, voxel_iou, voxelize
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     model, _ = load_weights(args.weights)
     shapes, views = Shapes.load(args.data), ViewSet(args.views, "val")
-    models, view_ids = _selection(views, args.views_per_model, [args.elevation])
+    models, view_ids = evaluation_views(views, args.views_per_model, [args.elevation])
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     vertices, _ = predict_views(model, views, models, view_ids)
     for k, predicted in enumerate(vertices):
