@@ -74,14 +74,14 @@ def test_pipeline_bench_training_step_runs_on_its_synthetic_batch():
     import torch
 
     from conftest import TINY_MODEL
-    from softras.bench.pipeline import _train_batch, _train_step_ms
+    from softras.bench.pipeline import synthetic_batch, train_step_ms
     from softras.model import Generator, GeneratorConfig
     from softras.train import TrainConfig
 
     model_cfg = GeneratorConfig(**TINY_MODEL)
-    batch = _train_batch(4, model_cfg.image_size)
+    batch = synthetic_batch(4, model_cfg.image_size)
     assert batch.inputs.shape == (4, 4, model_cfg.image_size, model_cfg.image_size) and batch.azimuths_a.shape == (4,)
     cfg = TrainConfig(views="", shapes="")
     for step_cfg in (cfg, dataclasses.replace(cfg, bf16=True)):
         torch.manual_seed(0)
-        assert _train_step_ms(Generator(model_cfg), batch, step_cfg, 1) > 0
+        assert train_step_ms(Generator(model_cfg), batch, step_cfg, 1) > 0

@@ -30,19 +30,24 @@ import softras
 assert softras.__file__.startswith(sys.argv[1]), softras.__file__
 from softras.augment import AugmentSettings
 try:
-    from softras.bench.pipeline import _renders, _train_batch, _train_step_ms
+    import softras.bench.pipeline as bench
 except ModuleNotFoundError:  # a checkout from before the benchmarks became a package
-    from softras.bench_pipeline import _renders, _train_batch, _train_step_ms
+    import softras.bench_pipeline as bench
+# the public names, or the private ones of a checkout from before they were public
+synthetic_renders, synthetic_batch, train_step_ms = (
+    getattr(bench, new, None) or getattr(bench, old)
+    for new, old in (("synthetic_renders", "_renders"), ("synthetic_batch", "_train_batch"),
+                     ("train_step_ms", "_train_step_ms")))
 from softras.inputs import InputSettings, generator_inputs
 from softras.model import Generator, GeneratorConfig
 from softras.train import TrainConfig
 
 torch.manual_seed(0)
-cfg, batch = TrainConfig(views="", shapes=""), _train_batch(64, 64)
-lean = _train_step_ms(Generator(GeneratorConfig(encoder_reduce=32)), batch, cfg, 5)
-paper = _train_step_ms(Generator(), batch, cfg, 5)
+cfg, batch = TrainConfig(views="", shapes=""), synthetic_batch(64, 64)
+lean = train_step_ms(Generator(GeneratorConfig(encoder_reduce=32)), batch, cfg, 5)
+paper = train_step_ms(Generator(), batch, cfg, 5)
 torch.set_num_threads(1)
-pictures, settings, times = _renders(64, 128), InputSettings(0.1, 0.03, AugmentSettings()), []
+pictures, settings, times = synthetic_renders(64, 128), InputSettings(0.1, 0.03, AugmentSettings()), []
 for k in range(4):
     start = time.perf_counter()
     generator_inputs(pictures, 64, settings, np.random.default_rng(k))

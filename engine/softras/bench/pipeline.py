@@ -44,7 +44,8 @@ from softras.refine import RefineSettings, refine
 from softras.texture import BakeSettings, bake_texture
 from softras.train import TrainConfig, native_bfloat16, training_losses
 
-__all__ = ["PipelineResult", "run_pipeline", "format_pipeline"]
+__all__ = ["PipelineResult", "run_pipeline", "format_pipeline", "synthetic_renders", "synthetic_batch",
+           "train_step_ms"]
 
 
 @dataclass
@@ -80,7 +81,7 @@ def _photo(path: Path, size: int = 1024) -> Path:
     return path
 
 
-def _renders(count: int, size: int) -> np.ndarray:
+def synthetic_renders(count: int, size: int) -> np.ndarray:
     """uint8 (count, size, size, 4): coloured ellipses of varied size on a transparent background, like renders."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size] / size
@@ -99,7 +100,7 @@ def _box_mask() -> tuple[torch.Tensor, Camera]:
     return (render_silhouette(box.vertices, box.faces, camera, RasterSettings(64)) > 0.5).float(), camera
 
 
-def _train_batch(count: int, size: int) -> TwoViewBatch:
+def synthetic_batch(count: int, size: int) -> TwoViewBatch:
     """A synthetic training batch: ``count`` objects, random binary RGBA pictures of ``size`` px, azimuths 15 degrees
     apart, view b a quarter turn from view a."""
     g = torch.Generator().manual_seed(0)
@@ -110,7 +111,7 @@ def _train_batch(count: int, size: int) -> TwoViewBatch:
                         azimuths)
 
 
-def _train_step_ms(model: Generator, batch: TwoViewBatch, cfg: TrainConfig, repeats: int) -> float:
+def train_step_ms(model: Generator, batch: TwoViewBatch, cfg: TrainConfig, repeats: int) -> float:
     """Median time of one training step (forward, backward, Adam) of ``model`` on ``batch``."""
     settings = RasterSettings(model.cfg.image_size, sigma=cfg.sigma, gamma=cfg.gamma)
     laplacian, flatten = LaplacianLoss(model.faces, model.shape_decoder.sign.shape[0]), FlattenLoss(model.faces)
@@ -131,19 +132,19 @@ def run_pipeline(repeats: int = 5, progress: Callable[[str], None] | None = None
     torch.manual_seed(0)
     cfg = TrainConfig(views="", shapes="")
     g = torch.Generator().manual_seed(0)
-    batch = _train_batch(64, 64)
+    batch = synthetic_batch(64, 64)
     steps = max(3, repeats // 2)
     say("training step ...")
-    paper = PipelineResult("train step (batch 64 x 2 views)", _train_step_ms(Generator(), batch, cfg, steps), 2000, steps)
+    paper = PipelineResult("train step (batch 64 x 2 views)", train_step_ms(Generator(), batch, cfg, steps), 2000, steps)
     lean = GeneratorConfig(encoder_reduce=32)
-    lean_ms = _train_step_ms(Generator(lean), batch, cfg, steps)
+    lean_ms = train_step_ms(Generator(lean), batch, cfg, steps)
     results += [paper, PipelineResult("  the same, lean encoder (1x1 conv to 32)", lean_ms, 1000, steps, lean_ms / paper.median_ms)]
-    bf16_ms = _train_step_ms(Generator(lean), batch, dataclasses.replace(cfg, bf16=True), steps)
+    bf16_ms = train_step_ms(Generator(lean), batch, dataclasses.replace(cfg, bf16=True), steps)
     native = "native" if native_bfloat16(torch.device("cpu")) else "emulated"
     results.append(PipelineResult(f"  lean, bfloat16 autocast ({native} here)", bf16_ms, None, steps, bf16_ms / lean_ms))
     model = Generator()
 
-    pictures = _renders(64, 128)
+    pictures = synthetic_renders(64, 128)
     settings = InputSettings(0.1, 0.03, AugmentSettings())
     say("training inputs ...")
     results.append(PipelineResult("training inputs (64 renders, augmented, intake)",
