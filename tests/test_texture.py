@@ -11,8 +11,8 @@ from softras.camera import Camera
 from softras.intake import prepare_array
 from softras.mesh import Mesh, icosphere
 from softras.raster import zbuffer
-from softras.texture import (MIN_OBJECT_PIXELS, BakeSettings, UVLayout, bake_texture, dilate, project_texture,
-                             template_layout)
+from softras.texture import (MIN_OBJECT_PIXELS, BakeSettings, UVLayout, _apply_sources, bake_texture, dilation_sources,
+                             project_texture, template_layout)
 from softras.texture_eval import render_hard, sample_texture
 
 RED, BLUE = torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.2, 0.9])
@@ -59,13 +59,21 @@ def test_a_layout_that_cannot_hold_its_faces_is_refused():
         UVLayout(100, 5, 5)
 
 
-def test_dilate_grows_filled_texels_by_the_given_steps():
-    image = torch.zeros(9, 9, 3)
+def test_dilation_grows_filled_texels_by_the_given_steps():
     filled = torch.zeros(9, 9, dtype=torch.bool)
-    image[4, 4], filled[4, 4] = RED, True
-    grown, now = dilate(image, filled, 2)
-    assert now.sum() == 25 and torch.allclose(grown[now], RED.expand(25, 3))
-    assert (grown[~now] == 0).all()
+    filled[6, 3] = filled[0, 8] = True
+    source = dilation_sources(filled, 2)
+    near_seed = torch.zeros(9, 9, dtype=torch.bool)
+    near_seed[4:9, 1:6] = True
+    near_corner = torch.zeros(9, 9, dtype=torch.bool)
+    near_corner[:3, 6:] = True
+    assert (source[near_seed] == 6 * 9 + 3).all() and (source[near_corner] == 8).all()
+    assert (source[~near_seed & ~near_corner] == -1).all()
+    image = torch.zeros(9, 9, 3)
+    image[6, 3], image[0, 8] = RED, BLUE
+    grown = _apply_sources(image, source)
+    assert torch.equal(grown[near_seed], RED.expand(25, 3)) and torch.equal(grown[near_corner], BLUE.expand(9, 3))
+    assert (grown[source < 0] == 0).all()
 
 
 # ---------------------------------------------------------------------------------------------- bake

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Mesh", "Texture", "icosphere", "subdivide", "normalize_vertices", "edges", "adjacent_face_pairs"]
+__all__ = ["Mesh", "Texture", "icosphere", "subdivide", "edges", "adjacent_face_pairs"]
 
 
 @dataclass
@@ -142,19 +142,6 @@ def vertices_and_face_centroids(vertices: torch.Tensor, faces: torch.Tensor) -> 
     """A mesh's surface as points: its vertices, then the centroid of each face (so that a face spanning a gap is
     represented too). vertices: (..., V, 3) float, any frame; faces: (F, 3) int64. Returns (..., V + F, 3)."""
     return torch.cat([vertices, vertices[..., faces, :].mean(-2)], dim=-2)
-
-
-def normalize_vertices(vertices: torch.Tensor) -> torch.Tensor:
-    """Centre the axis-aligned bounding box at the origin and scale its largest extent to 1.
-
-    vertices: (..., V, 3). Returns the same shape. A mesh with zero extent raises ValueError.
-    """
-    lo = vertices.amin(dim=-2, keepdim=True)
-    hi = vertices.amax(dim=-2, keepdim=True)
-    extent = (hi - lo).amax(dim=-1, keepdim=True)
-    if bool((extent <= 0).any()):
-        raise ValueError("cannot normalize a mesh with zero extent")
-    return (vertices - (lo + hi) / 2) / extent
 
 
 def edges(faces: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from torch import nn
 from softras.mesh import icosphere
 
 __all__ = ["GeneratorConfig", "Generator", "ViewpointHead", "save_weights", "load_weights", "WeightsError",
-           "read_torch_file", "generator_from_payload", "upgrade_metadata"]
+           "read_torch_file", "generator_from_payload", "upgrade_metadata", "drop_retired_options"]
 
 WEIGHTS_FORMAT = "softras-generator"
 WEIGHTS_VERSION = 1
@@ -53,19 +53,38 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GeneratorConfig":
-        """The config stored with weights or written in a training config's ``[model]``. Files written before the
-        local evidence branch was removed (models/NOTES.md, session 18) carry ``local_features = 0`` and
-        ``local_heads``: accepted and dropped; weights that used the branch are refused."""
-        d = dict(d)
-        if d.pop("local_features", 0):
-            raise ValueError("these weights use the local evidence branch (local_features > 0), which this version "
-                             "no longer has (models/NOTES.md, session 18)")
-        d.pop("local_heads", None)
+        """The config stored with weights or written in a training config's ``[model]``; options this version no
+        longer has are read as :func:`drop_retired_options` says (files written before the local evidence branch
+        went carry ``local_features = 0`` and ``local_heads``)."""
+        d = drop_retired_options(d, RETIRED_OPTIONS, "the generator config")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+RETIRED_OPTIONS = {
+    "local_features": ("the local evidence branch (per-vertex features sampled from the image)", (0,)),
+    "local_heads": ("the local evidence branch", ()),
+}
+"""Generator options that are gone: key -> (what it belonged to, the values that left it off); see
+:func:`drop_retired_options`."""
+
+
+def drop_retired_options(raw: dict, retired: dict[str, tuple[str, tuple]], what: str) -> dict:
+    """A copy of the config ``raw`` without the options this version no longer has. ``retired`` maps each to what it
+    belonged to and the values that left it off (``()``: any value, an option that mattered only while another one
+    was on). Files written before an option went carry it at such a value: they load as they did. A file that used
+    it is refused (ValueError), since this version cannot do what it says."""
+    raw = dict(raw)
+    for key, (feature, off) in retired.items():
+        if key in raw:
+            value = raw.pop(key)
+            if off and value not in off:
+                raise ValueError(f"{what} sets {key} = {value!r}, an option of {feature}, which this version no "
+                                 "longer has")
+    return raw
 
 
 def _rotation(angles: tuple[float, float, float]) -> torch.Tensor:

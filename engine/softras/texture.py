@@ -41,7 +41,7 @@ from softras.raster import RasterSettings, render_silhouette, zbuffer
 from softras.refine import estimate_viewpoint
 
 __all__ = [
-    "UVLayout", "template_layout", "BakeSettings", "Bake", "bake_texture", "dilate", "dilation_sources", "TextureOutcome",
+    "UVLayout", "template_layout", "BakeSettings", "Bake", "bake_texture", "dilation_sources", "TextureOutcome",
     "project_texture", "viewpoint_iou", "MIN_OBJECT_PIXELS", "MIN_VIEWPOINT_IOU", "DEFAULT_TEXTURE_SIZE",
 ]
 
@@ -249,13 +249,6 @@ def dilation_sources(filled: torch.Tensor, steps: int) -> torch.Tensor:
             grown = torch.where((grown < 0) & (neighbour >= 0), neighbour, grown)
         source = grown
     return source
-
-
-def dilate(image: torch.Tensor, filled: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grow the filled texels of ``image`` (H, W, C) outward by ``steps`` texels (see :func:`dilation_sources`).
-    ``filled``: (H, W) bool. Returns the new image (empty texels unchanged) and the new filled mask."""
-    source = dilation_sources(filled, steps)
-    return _apply_sources(image, source), source >= 0
 
 
 def _apply_sources(image: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
