@@ -11,7 +11,9 @@ Cycles renders come from ``python -m datagen.training_views``; :func:`render_vie
 with the engine's own rasterizer (no Blender needed: tests, quick experiments, evaluation without Cycles).
 :func:`compact_views` writes a views file whose images are WebP-coded one by one (``webp`` uint8 bytes,
 ``webp_offsets`` int64 (N * V + 1,), ``image_shape`` int64 (5,)) instead of ``images``: a quarter of the size at
-quality 90 (alpha lossless), to carry views to a GPU machine; :class:`ViewSet` reads both kinds.
+quality 90 (alpha lossless), to carry views to a GPU machine; :class:`ViewSet` reads both kinds. A views file
+written without compression (:func:`save_views` with ``compress=False``, or streamed by :func:`write_views_stream`)
+is memory-mapped: views of thousands of shapes are read from disk as batches need them, not held in memory.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import copy
 import hashlib
 import io
 import os
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +38,7 @@ from softras.mesh import Mesh, sample_surface
 from softras.raster import RasterSettings, render_rgba
 
 __all__ = ["Shapes", "ViewSet", "TwoViewBatch", "sample_two_views", "render_views", "split_by_model", "save_views",
-           "compact_views"]
+           "write_views_stream", "compact_views"]
 
 
 @dataclass
@@ -120,11 +124,45 @@ def split_by_model(category: np.ndarray, model_id: np.ndarray, val_fraction: flo
     return split
 
 
-def save_views(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """Write a views file atomically (compressed npz)."""
+def save_views(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> Path:
+    """Write a views file atomically: a compressed npz, or with ``compress=False`` a plain one that
+    :class:`ViewSet` memory-maps."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
     return atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
+
+
+def write_views_stream(path: str | os.PathLike, images: np.ndarray, **arrays: np.ndarray) -> Path:
+    """Write a views file atomically without holding its images in memory twice: ``images`` (N, V, S, S, 4) uint8,
+    e.g. a memory-mapped ``.npy`` rendered in parts, is streamed into an uncompressed npz member (so that
+    :class:`ViewSet` memory-maps it); ``arrays`` are the file's other keys."""
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, value in arrays.items():
+                with zf.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+            with zf.open("images.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, images, allow_pickle=False)
+
+    return atomic_write(path, write)
+
+
+def _mapped_member(path: Path, name: str) -> np.ndarray | None:
+    """The npz member ``name`` memory-mapped (copy-on-write) where it is stored uncompressed; else None."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        offset = fh.tell()
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def compact_views(path: str | os.PathLike, out: str | os.PathLike, split: str | None = None, quality: int | None = 90) -> Path:
@@ -226,7 +264,14 @@ class ViewSet:
             keep = np.ones(len(z["split"]), bool) if split is None else z["split"] == split
             if not keep.any():
                 raise ValueError(f"{path}: no models in split {split!r}")
-            images = z["images"][keep] if "images" in z.files else _decode_webp(z, keep)
+            if "images" not in z.files:
+                images = _decode_webp(z, keep)
+            else:
+                mapped = _mapped_member(path, "images")
+                if mapped is None:
+                    images = z["images"][keep]
+                else:  # read from disk as batches need them; a split of the file is a copy
+                    images = mapped if keep.all() else np.ascontiguousarray(mapped[keep])
             self.images = torch.from_numpy(images)  # (N, V, S, S, 4) uint8
             self.elevations = torch.from_numpy(z["elevations"].astype(np.float32))
             self.azimuths = torch.from_numpy(z["azimuths"].astype(np.float32))
@@ -322,6 +367,17 @@ class TwoViewBatch:
     mirrored: torch.Tensor  # (B,) bool: the object is the model's mirror image (x -> -x)
     azimuths_a: torch.Tensor  # (B,) float32 degrees: view a's azimuth (negated where mirrored), the input's viewpoint
     surface: torch.Tensor | None = None  # (B, P, 3) float32, object frame: points on each object's true surface
+
+    @staticmethod
+    def cat(batches: "list[TwoViewBatch]") -> "TwoViewBatch":
+        """One batch of the objects of several (each batch's ``models`` index its own view set)."""
+        if any(b.surface is not None for b in batches) and any(b.surface is None for b in batches):
+            raise ValueError("either all batches carry surface points or none does")
+        join = lambda name: torch.cat([getattr(b, name) for b in batches])  # noqa: E731
+        return TwoViewBatch(join("inputs"), join("images_a"), join("images_b"),
+                            Camera.cat([b.cameras_a for b in batches]), Camera.cat([b.cameras_b for b in batches]),
+                            join("models"), join("mirrored"), join("azimuths_a"),
+                            None if batches[0].surface is None else join("surface"))
 
     def to(self, device: torch.device) -> "TwoViewBatch":
         return TwoViewBatch(self.inputs.to(device), self.images_a.to(device), self.images_b.to(device),

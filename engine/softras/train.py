@@ -58,6 +58,10 @@ class TrainConfig:
     # ``varied_share`` of the steps (drawn per step) take their batch from its training models
     varied_views: str | None = None
     varied_share: float = 0.0
+    # a views file of procedural shapes (datagen/procedural_views.py; every model trains, none validates):
+    # procedural_share of each batch's objects come from it, the rest from ``views``
+    procedural_views: str | None = None
+    procedural_share: float = 0.0
     out_dir: str = "runs/generator"
     export: str | None = None  # weights file (half precision) written at every validation and at the end
     export_best: bool = False  # export only weights whose validation mean voxel IoU beats the export file's own
@@ -141,6 +145,8 @@ class TrainConfig:
             raise ValueError(f"viewpoint_encoder_share must be in [0, 1], got {cfg.viewpoint_encoder_share}")
         if not 0.0 <= cfg.varied_share <= 1.0 or (cfg.varied_share > 0) != (cfg.varied_views is not None):
             raise ValueError("varied_share must lie in [0, 1], and be > 0 exactly when varied_views is given")
+        if not 0.0 <= cfg.procedural_share < 1.0 or (cfg.procedural_share > 0) != (cfg.procedural_views is not None):
+            raise ValueError("procedural_share must lie in [0, 1), and be > 0 exactly when procedural_views is given")
         return cfg
 
     def as_dict(self) -> dict:
@@ -356,6 +362,16 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                              cfg.mirror, weights, inputs, surfaces, cfg.surface_points)
 
     sampler = batches(train_views, input_views)
+    if cfg.procedural_views is not None:
+        procedural = ViewSet(cfg.procedural_views, None)
+        _check_size(procedural, cfg.procedural_views, cfg.model.image_size)
+        count = round(cfg.procedural_share * sampler.batch_size)
+        if not 0 < count < sampler.batch_size:
+            raise ValueError(f"procedural_share {cfg.procedural_share} gives {count} of {sampler.batch_size} objects "
+                             "per batch: it must leave at least one from each views file")
+        sampler = _SplitSampler(dataclasses.replace(sampler, batch_size=sampler.batch_size - count),
+                                dataclasses.replace(batches(procedural, procedural.views_at(cfg.input_elevations)),
+                                                    batch_size=count, seed=cfg.seed + 104_729))
     if cfg.varied_views is not None:
         varied = _varied_training_views(cfg.varied_views, cfg.views, cfg.model.image_size)
         sampler = _MixedSampler(sampler, batches(varied, varied.views_at(None)), cfg.varied_share, cfg.seed, rank)
@@ -422,6 +438,18 @@ class _BatchSampler:
         generator = _step_generator(self.seed, s, self.rank)
         return sample_two_views(self.views, self.batch_size, generator, self.size, self.input_views, self.mirror,
                                 self.model_weights, self.inputs, self.surfaces, self.surface_points)
+
+
+@dataclass(frozen=True)
+class _SplitSampler:
+    """Step ``s``'s batch: the objects of ``primary``'s batch, then those of ``procedural``'s (its own view set,
+    drawn with its own seed)."""
+
+    primary: _BatchSampler
+    procedural: _BatchSampler
+
+    def __call__(self, s: int) -> TwoViewBatch:
+        return TwoViewBatch.cat([self.primary(s), self.procedural(s)])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,339 @@
+"""Spawn Infinigen assets and write each as a raw triangle mesh with per-face colours (runs in the Infinigen venv).
+
+This file runs under the Python of ``.venv-infinigen`` (``bpy==4.2.0`` and ``infinigen``), never under the project's
+venv: it imports neither torch nor :mod:`softras`. :mod:`datagen.infinigen_shapes` starts it and turns its output
+into a shape pack::
+
+    .venv-infinigen/bin/python datagen/infinigen_worker.py --raw cache/infinigen/raw --jobs ChairFactory:0 BedFactory:3
+
+For every job ``FACTORY:SEED`` it writes ``<raw>/<FACTORY>_<SEED>.npz`` (atomically; an existing file is skipped, so
+an interrupted worker resumes) with
+
+* ``vertices`` float32 (V, 3): Blender's world frame as Infinigen builds assets (Z up, the front along +X, metres,
+  origin wherever the factory put it);
+* ``faces`` int32 (F, 3): triangles, at most ``--max-faces`` (Blender's collapse decimation above that);
+* ``face_colors`` uint8 (F, 3): sRGB, the mean of the face's corners baked from the asset's own shaders (Cycles,
+  diffuse colour; a metal's glossy colour where its diffuse colour is black);
+* ``face_has_color`` bool (F,): False where no shader gave the face a colour (it then holds ``DEFAULT_COLOR``);
+* ``seconds`` float64 (4,): spawn, mesh clean-up and decimation, colour bake, total.
+
+and prints one JSON line per job (``job``, ``status`` ``ok|skipped|failed``, ``faces``, ``seconds``, ``error``).
+
+Every job starts from an empty scene with its seed fixed, so a job's arrays do not depend on which jobs ran before it
+in the same process (the shard or worker count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_COLOR = (180, 180, 180)  # sRGB grey where no shader gives a colour, as in the shared shapes file
+
+
+def _factories() -> dict[str, type]:
+    """Factory name -> class, for the asset kinds the shape packs use."""
+    from infinigen.assets.objects import bathroom, lamp, seating, shelves, table_decorations, tables, tableware
+
+    classes = [
+        seating.ChairFactory, seating.OfficeChairFactory, seating.BarChairFactory, seating.ArmChairFactory,
+        seating.SofaFactory, seating.BedFrameFactory, seating.BedFactory,
+        tables.TableDiningFactory, tables.CoffeeTableFactory, tables.SideTableFactory, tables.TableCocktailFactory,
+        shelves.SimpleDeskFactory, shelves.SimpleBookcaseFactory, shelves.LargeShelfFactory, shelves.CellShelfFactory,
+        shelves.SingleCabinetFactory, shelves.KitchenCabinetFactory,
+        bathroom.BathtubFactory, bathroom.ToiletFactory, bathroom.StandingSinkFactory,
+        lamp.FloorLampFactory, lamp.DeskLampFactory,
+        tableware.CupFactory, tableware.BottleFactory, table_decorations.VaseFactory,
+    ]
+    out = {c.__name__: c for c in classes}
+    out["BedFactory"] = _bed_without_cloth(seating.BedFactory)
+    return out
+
+
+def _bed_without_cloth(bed_factory: type) -> type:
+    """Infinigen's bed (frame, mattress, pillows) with the sheet, cover and towels left out.
+
+    The original drapes a sheet and a cover over the mattress with two cloth simulations (minutes per bed). Here the
+    frame and mattress are built as it builds them, and the pillows are dropped onto the mattress near the head end
+    as it drops them, without simulating anything: a bed in about a second.
+    """
+    import bpy
+    from numpy.random import uniform
+
+    class BedWithoutClothFactory(bed_factory):
+        def create_asset(self, i, **params) -> bpy.types.Object:
+            frame = bed_factory.__mro__[1].create_asset(self, i=i, **params)  # the bed frame's own geometry
+            mattress = self.make_mattress(i)
+            count = int(np.random.randint(2, 4))
+            pillow = self.pillow_factory(i)
+            pillows = [pillow] + [_clone(pillow) for _ in range(count - 1)]
+            self.pillow_factory.finalize_assets(pillows)
+            points = np.stack([uniform(0.1, 0.4, 10) * self.size, uniform(-0.3, 0.3, 10) * self.width,
+                               np.full(10, 1.0)], -1)
+            self.scatter(pillows, points, [mattress])
+            for part in [mattress, *pillows]:
+                part.parent = frame
+            return frame
+
+    BedWithoutClothFactory.__name__ = "BedFactory"
+    return BedWithoutClothFactory
+
+
+def _clone(obj):
+    """A deep copy of a mesh object (its own mesh data), linked to the scene."""
+    import bpy
+
+    copy = obj.copy()
+    copy.data = obj.data.copy()
+    bpy.context.scene.collection.objects.link(copy)
+    return copy
+
+
+def _reset_scene() -> None:
+    """An empty scene: no objects, meshes, materials, node groups, images or worlds from an earlier job."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    for collection in (bpy.data.meshes, bpy.data.materials, bpy.data.node_groups, bpy.data.images,
+                       bpy.data.curves, bpy.data.textures):
+        for block in list(collection):
+            collection.remove(block)
+
+
+def _mesh_objects(root) -> list:
+    """The mesh objects of an asset: the root and its children, recursively (curves and text converted)."""
+    out, stack = [], [root]
+    while stack:
+        obj = stack.pop()
+        stack.extend(obj.children)
+        if obj.type in ("MESH", "CURVE", "SURFACE", "META", "FONT"):
+            out.append(obj)
+    return out
+
+
+def _single_mesh(root):
+    """Join the asset's parts into one mesh object with modifiers and transforms applied; returns it."""
+    import bpy
+
+    parts = _mesh_objects(root)
+    if not parts:
+        raise ValueError("the asset has no mesh geometry")
+    for obj in bpy.context.scene.objects:
+        obj.select_set(obj in parts)
+    bpy.context.view_layer.objects.active = parts[0]
+    for obj in parts:
+        obj.hide_set(False)
+        obj.hide_viewport = False
+    bpy.ops.object.convert(target="MESH")  # applies modifiers (and turns curves into meshes)
+    parts = [o for o in bpy.context.selected_objects if o.type == "MESH"]
+    for obj in parts:  # keep world placement, drop the hierarchy
+        matrix = obj.matrix_world.copy()
+        obj.parent = None
+        obj.matrix_world = matrix
+    bpy.ops.object.select_all(action="DESELECT")
+    for obj in parts:
+        obj.select_set(True)
+    bpy.context.view_layer.objects.active = parts[0]
+    if len(parts) > 1:
+        bpy.ops.object.join()
+    joined = bpy.context.view_layer.objects.active
+    bpy.ops.object.transform_apply(location=True, rotation=True, scale=True)
+    for obj in list(bpy.context.scene.objects):
+        if obj is not joined:
+            bpy.data.objects.remove(obj, do_unlink=True)
+    return joined
+
+
+def _triangulate_and_decimate(obj, max_faces: int) -> None:
+    """Merge coincident vertices, triangulate, and collapse-decimate until the mesh has at most ``max_faces``."""
+    import bmesh
+    import bpy
+
+    bm = bmesh.new()
+    bm.from_mesh(obj.data)
+    bmesh.ops.remove_doubles(bm, verts=bm.verts, dist=1e-6)
+    bmesh.ops.triangulate(bm, faces=bm.faces)
+    bmesh.ops.dissolve_degenerate(bm, edges=bm.edges, dist=1e-9)
+    bmesh.ops.triangulate(bm, faces=bm.faces)
+    bm.to_mesh(obj.data)
+    bm.free()
+    bpy.context.view_layer.objects.active = obj
+    for _ in range(4):
+        count = len(obj.data.polygons)
+        if count <= max_faces:
+            return
+        mod = obj.modifiers.new("decimate", "DECIMATE")
+        mod.decimate_type = "COLLAPSE"
+        mod.ratio = max_faces / count * 0.98
+        mod.use_collapse_triangulate = True
+        bpy.ops.object.modifier_apply(modifier=mod.name)
+    if len(obj.data.polygons) > max_faces:
+        raise ValueError(f"decimation left {len(obj.data.polygons)} faces (> {max_faces})")
+
+
+def _bake(obj, kind: str) -> np.ndarray:
+    """Cycles bake of the ``kind`` ("DIFFUSE" or "GLOSSY") colour pass into a corner colour: (L, 3) linear floats."""
+    import bpy
+
+    mesh = obj.data
+    name = f"bake_{kind.lower()}"
+    attr = mesh.color_attributes.new(name, "FLOAT_COLOR", "CORNER")
+    mesh.color_attributes.active_color = attr
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 1
+    scene.render.bake.target = "VERTEX_COLORS"
+    scene.render.bake.use_pass_direct = False
+    scene.render.bake.use_pass_indirect = False
+    scene.render.bake.use_pass_color = True
+    bpy.ops.object.select_all(action="DESELECT")
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    with _quiet():
+        bpy.ops.object.bake(type=kind, pass_filter={"COLOR"}, target="VERTEX_COLORS")
+    values = np.empty(len(mesh.loops) * 4, np.float32)
+    attr.data.foreach_get("color", values)
+    mesh.color_attributes.remove(mesh.color_attributes[name])
+    return values.reshape(-1, 4)[:, :3]
+
+
+def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def _face_colors(obj) -> tuple[np.ndarray, np.ndarray]:
+    """Per-face sRGB colours (F, 3) uint8 from the asset's shaders, and (F,) bool: which faces got one."""
+    mesh = obj.data
+    faces = len(mesh.polygons)
+    if not mesh.materials or all(m is None for m in mesh.materials):
+        return np.tile(np.array(DEFAULT_COLOR, np.uint8), (faces, 1)), np.zeros(faces, bool)
+    diffuse = _bake(obj, "DIFFUSE").reshape(faces, 3, 3).mean(1)  # triangles: 3 corners each, in order
+    glossy = _bake(obj, "GLOSSY").reshape(faces, 3, 3).mean(1)
+    metal = (diffuse.max(1) < 0.02) & (glossy.max(1) >= 0.02)
+    linear = np.where(metal[:, None], glossy, diffuse)
+    has = linear.max(1) >= 0.02
+    srgb = np.rint(_linear_to_srgb(linear) * 255).astype(np.uint8)
+    srgb[~has] = DEFAULT_COLOR
+    return srgb, has
+
+
+def _arrays(obj) -> tuple[np.ndarray, np.ndarray]:
+    mesh = obj.data
+    vertices = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", vertices)
+    faces = np.empty(len(mesh.polygons) * 3, np.int32)
+    mesh.polygons.foreach_get("vertices", faces)
+    return vertices.reshape(-1, 3), faces.reshape(-1, 3)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence C-level stdout (Blender and Cycles print per operation) so that stdout carries only JSON lines."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(devnull)
+        os.close(saved)
+
+
+def make_asset(factories: dict[str, type], name: str, seed: int, max_faces: int) -> dict[str, np.ndarray]:
+    """One asset as raw arrays (see the module docstring), from an empty scene."""
+    from infinigen.core.util.math import FixedSeed
+
+    _reset_scene()
+    start = time.perf_counter()
+    with _quiet(), FixedSeed(seed):
+        factory = factories[name](seed)
+        asset = factory.spawn_asset(0)
+        factory.finalize_assets(asset)
+    spawned = time.perf_counter()
+    with _quiet():
+        obj = _single_mesh(asset)
+        _triangulate_and_decimate(obj, max_faces)
+    cleaned = time.perf_counter()
+    if len(obj.data.polygons) == 0:
+        raise ValueError("the asset has no faces")
+    with FixedSeed(seed):
+        colors, has_color = _face_colors(obj)
+    vertices, faces = _arrays(obj)
+    done = time.perf_counter()
+    return {"vertices": vertices, "faces": faces, "face_colors": colors, "face_has_color": has_color,
+            "seconds": np.array([spawned - start, cleaned - spawned, done - cleaned, done - start])}
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _setup() -> None:
+    """Import Infinigen and load its indoor configuration (its include paths are relative to its repository root)."""
+    import infinigen
+    from infinigen.core.util.test_utils import setup_gin
+
+    here = os.getcwd()
+    os.chdir(infinigen.repo_root())
+    try:
+        with _quiet():
+            setup_gin(["infinigen_examples/configs_indoor", "infinigen_examples/configs_nature"],
+                      configs=["base_indoors.gin"])
+    finally:
+        os.chdir(here)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--raw", type=Path, required=True, help="folder of the per-asset .npz files")
+    parser.add_argument("--jobs", nargs="+", required=True, help="FACTORY:SEED ...")
+    parser.add_argument("--max-faces", type=int, default=8000)
+    args = parser.parse_args(argv)
+    args.raw.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        _setup()
+        factories = _factories()
+    for job in args.jobs:
+        name, _, seed = job.partition(":")
+        path = args.raw / f"{name}_{seed}.npz"
+        record = {"job": job, "status": "skipped", "faces": None, "seconds": None, "error": None}
+        if not path.exists():
+            try:
+                if name not in factories:
+                    raise ValueError(f"unknown factory {name!r}; known: {', '.join(sorted(factories))}")
+                arrays = make_asset(factories, name, int(seed), args.max_faces)
+                _save(path, arrays)
+                record.update(status="ok", faces=int(len(arrays["faces"])), seconds=float(arrays["seconds"][-1]))
+            except Exception as exc:  # one broken asset must not stop the shard; it is reported and counted
+                record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                              trace=traceback.format_exc(limit=3))
+        print(json.dumps(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
