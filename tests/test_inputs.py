@@ -204,7 +204,7 @@ def test_model_card_reports_the_intake_and_robustness_figures(tiny_data, tmp_pat
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = module.card(weights, result, "softras eval ...")
-    assert "each through the intake, as a user's picture" in text
+    assert "each through the intake, as a user's picture" in " ".join(text.split())
     assert f"**{result['intake']['mean_voxel_iou']:.4f}**" in text and "| JPEG 50 on white |" in text
     low, high = result["intake"]["voxel_iou_interval"]
     assert f"[{low:.4f}, {high:.4f}]" in text and low <= result["intake"]["mean_voxel_iou"] <= high

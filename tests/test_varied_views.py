@@ -138,5 +138,5 @@ def test_eval_scores_other_cameras_and_the_model_card_reports_them(tiny_data, ti
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = "\n".join(module.evaluation(result, "softras eval ..."))
-    assert "## Other cameras and lights" in text and f"**{expected.mean_voxel_iou:.4f}**" in text
+    assert f"| other cameras and lights (`{varied_path}`: " in text and f"**{expected.mean_voxel_iou:.4f}**" in text
     assert f"elevation {cameras.elevations.min():.0f}-{cameras.elevations.max():.0f} degrees" in text

@@ -108,7 +108,7 @@ def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_
 
     text = _model_card().card(out)
     assert "## Weight average" in text and "a weight average of steps 2, 4" in text
-    assert f"| `{checkpoint}` |" in text and "| 2 -> 4 |" in text and "over 2 session(s)" in text
+    assert f"| `{checkpoint}` |" in text and "| 2 -> 4 |" in text and "over 2 run(s)" in text
 
 
 def test_a_run_from_a_weight_average_keeps_the_average_sources_in_its_ledger_and_card(tiny_data, tmp_path):
@@ -132,7 +132,7 @@ def test_a_run_from_a_weight_average_keeps_the_average_sources_in_its_ledger_and
     text = _model_card().card(final)
     assert f"began from `{soup}` (`{sha256(soup)[:16]}...`), a weight average of:" in text
     assert f"| `{tuned}` | `{sha256(tuned)[:16]}...` | 0.5 | 4 |" in text and "| 2 -> 4 |" in text
-    assert "over 3 session(s)" in text and "## Weight average" not in text
+    assert "over 3 run(s)" in text and "## Weight average" not in text
 
 
 def test_softras_average_reports_bad_input_and_writes_nothing(tiny_weights, tmp_path, capsys):

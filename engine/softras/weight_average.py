@@ -3,7 +3,7 @@
 Generators fine-tuned from the same weights stay in one basin of the loss, so a weighted average of their tensors
 is itself a generator, often better than each: the shipped weights averaged half and half with a fine-tune on
 other cameras keep the standard camera's figure and gain most of the fine-tune's elsewhere
-(docs/notes/2026-11-28-varied-views-soup.md).
+(docs/notes/2026-11-28-other-cameras-averaged.md).
 """
 
 from __future__ import annotations
