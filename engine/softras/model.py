@@ -178,7 +178,7 @@ class ViewpointHead(nn.Module):
     ``k * 360 / viewpoint_bins`` degrees (:meth:`softras.Camera.from_angles`'s azimuth). The shape is predicted in
     the object frame, so the code carries which side of the object the picture shows; the head reads it out. (Read
     from the convolutional features instead, a head with 1 M parameters finds the bin twice as often on its own, but
-    it guided the viewpoint estimate no better: models/NOTES.md, session 12.)"""
+    it guided the viewpoint estimate no better: docs/notes/2026-11-27-viewpoint-head.md.)"""
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()

@@ -21,7 +21,8 @@ __all__ = ["Reconstructor", "Reconstruction", "FileReconstruction", "default_wei
 WEIGHTS_FILENAME = "softras_generator.pt"
 PREDICTION_REFINE_LR = 1e-3
 """Adam step (object-frame units) for polishing a prediction: a tenth of :class:`RefineSettings`'s default, which
-suits fitting a template from afar but moves a prediction further than its errors (``models/NOTES.md``, session 8)."""
+suits fitting a template from afar but moves a prediction further than its errors
+(``docs/notes/2026-11-26-renders-fed-directly.md``)."""
 
 
 def default_weights_path() -> Path:

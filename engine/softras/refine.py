@@ -17,7 +17,8 @@ measured), so a result is never worse than its start.
 Single masks: one silhouette says nothing about depth, yet free 3D offsets do move along it (perspective couples
 depth to image position, and Adam scales each coordinate's step alike however small its gradient), which deforms the
 mesh where no view can see it: refined predictions of the shipped generator lost much of their voxel IoU that way,
-and keep it with offsets in the image plane (``models/NOTES.md``, session 8, has the figures and the command).
+and keep it with offsets in the image plane (``docs/notes/2026-11-26-renders-fed-directly.md`` has the figures and
+the command).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ _MAX_ELEVATION = 89.0  # degrees; keeps the +Y up vector off the viewing directi
 # The azimuth prior (_prior_choice): among grid poses whose silhouette IoU is within _PRIOR_MARGIN of the best, the
 # one scoring best on IoU + _PRIOR_WEIGHT * log(prior probability of its azimuth): a prior 2.7 times as sure of one
 # azimuth is worth 0.05 of IoU. Set beforehand, not tuned on the validation pictures it was then measured on
-# (models/NOTES.md, session 12).
+# (docs/notes/2026-11-27-viewpoint-head.md).
 _PRIOR_MARGIN = 0.05
 _PRIOR_WEIGHT = 0.05
 

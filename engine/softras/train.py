@@ -119,12 +119,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
         """A training config as written in TOML or stored with weights and checkpoints. Those written before the
-        local evidence branch was removed (models/NOTES.md, session 18) carry ``local_lr = None``: accepted and
+        local evidence branch was removed (docs/notes/2026-11-28-from-scratch.md) carry ``local_lr = None``: accepted and
         dropped; a config that set it is refused."""
         raw = dict(raw)
         if raw.pop("local_lr", None) is not None:
             raise ValueError("local_lr was the learning rate of the local evidence branch, which this version no "
-                             "longer has (models/NOTES.md, session 18)")
+                             "longer has (docs/notes/2026-11-28-from-scratch.md)")
         model = GeneratorConfig.from_dict(raw.pop("model", {}))
         if raw.get("augment") is not None:  # None (no augmentation) as written by as_dict
             raw["augment"] = AugmentSettings.from_dict(raw["augment"])
@@ -201,8 +201,8 @@ def training_losses(
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or
     AMX-BF16 (x86) or BF16 (ARM) instructions. Elsewhere autocast emulates bfloat16 and a training step takes several
-    times as long as in float32 (11x on an AVX2-only CPU by `softras bench --suite pipeline`, models/NOTES.md
-    session 19)."""
+    times as long as in float32 (11x on an AVX2-only CPU by `softras bench --suite pipeline`,
+    docs/notes/2026-12-07-eye-level-averaged.md)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
