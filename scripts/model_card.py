@@ -419,7 +419,8 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = EVAL_C
         f"`{path.name}` turns one picture of an object into a coloured triangle mesh: the "
         f"{model.shape_decoder.sign.shape[0]}-vertex sphere deformed, with per-vertex sRGB colours, in the object "
         "frame (Y-up, inside [-0.5, 0.5]^3). Written by `scripts/model_card.py` from the weights' own metadata, "
-        "`models/eval.json` and the recipe, so that other weights get their own card the same way."),
+        "their evaluation (`models/eval.json`" + (", `models/eval_eye_level.json`" if eye_level else "") + ") and "
+        "the recipe, so that other weights get their own card the same way."),
         *details(path, model, meta), *USES.splitlines(), "", *architecture(model, meta), *training_data(cfg, meta)]
     lines += recipe_section(recipe, meta) if recipe else ledger_section(meta)
     if eval_result is not None:

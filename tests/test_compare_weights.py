@@ -1,4 +1,4 @@
-"""scripts/compare_weights.py: the paired comparison behind every weights decision (models/NOTES.md)."""
+"""scripts/compare_weights.py: the paired comparison behind every weights decision (docs/notes/)."""
 
 import re
 import sys
