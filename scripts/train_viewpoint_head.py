@@ -38,7 +38,7 @@ def codes(model: Generator, views: ViewSet, models: np.ndarray, view_ids: np.nda
         pictures = np.stack(list(views.pictures(torch.as_tensor(models[s:s + batch]), torch.as_tensor(view_ids[s:s + batch]))))
         flip = mirrored[s:s + batch]
         pictures[flip] = pictures[flip][:, :, ::-1]
-        inputs, _ = generator_inputs(pictures, model.cfg.image_size, settings, rng)
+        inputs, _, _ = generator_inputs(pictures, model.cfg.image_size, settings, rng)
         with torch.no_grad():
             out.append(model.encode(inputs).float())
     return torch.cat(out)

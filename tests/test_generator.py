@@ -184,11 +184,15 @@ def test_weights_written_before_the_local_evidence_branch_was_removed(tmp_path):
         load_weights(tmp_path / "branch.pt")
 
 
-def test_training_configs_written_before_the_local_evidence_branch_was_removed(tiny_data, tmp_path):
+def test_training_configs_written_with_options_since_removed(tiny_data, tmp_path):
     stored = tiny_config(tiny_data, tmp_path).as_dict()
     assert TrainConfig.from_dict({**stored, "local_lr": None}) == TrainConfig.from_dict(stored)
     with pytest.raises(ValueError, match="local evidence branch"):
         TrainConfig.from_dict({**stored, "local_lr": 1e-3})
+    # configs stored while 3D supervision by the true surface existed: off (the default then) loads, on is refused
+    assert TrainConfig.from_dict({**stored, "surface_weight": 0.0, "surface_points": 256}) == TrainConfig.from_dict(stored)
+    with pytest.raises(ValueError, match="surface_weight = 3.0, an option of 3D supervision by the true surface"):
+        TrainConfig.from_dict({**stored, "surface_weight": 3.0, "surface_points": 16})
     # the shipped weights' own training config, which `softras average` validates an average with
     shipped = Path(__file__).resolve().parents[1] / "models" / "softras_generator.pt"
     model, metadata = load_weights(shipped)

@@ -56,10 +56,11 @@ def test_renders_at_a_higher_resolution_supervise_at_the_model_size(tiny_data):
 def test_framing_jitter_changes_size_and_position_within_its_bounds(tiny_data):
     _, views_path = tiny_data
     pictures = ViewSet(views_path, None).pictures(torch.zeros(40, dtype=torch.long), torch.zeros(40, dtype=torch.long))
-    plain, changes = generator_inputs(pictures, 32)
-    assert changes == [None] * 40
+    plain, changes, fallbacks = generator_inputs(pictures, 32)
+    assert changes == [None] * 40 and fallbacks == 0
     assert torch.equal(plain, plain[:1].expand(40, -1, -1, -1))
-    jittered, _ = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05), np.random.default_rng(0))
+    jittered, _, _ = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05),
+                                      np.random.default_rng(0))
     widths = []
     for image in jittered:
         x0, y0, x1, y1 = _alpha_box((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
@@ -68,7 +69,8 @@ def test_framing_jitter_changes_size_and_position_within_its_bounds(tiny_data):
     size = max(reference[2] - reference[0], reference[3] - reference[1])
     assert len(set(widths)) > 2  # the size varies ...
     assert min(widths) >= size * np.exp(-0.15) - 2 and max(widths) <= size * np.exp(0.15) + 2  # ... within the bound
-    again, _ = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05), np.random.default_rng(0))
+    again, _, _ = generator_inputs(pictures, 32, InputSettings(fill_jitter=0.15, offset_jitter=0.05),
+                                   np.random.default_rng(0))
     assert torch.equal(jittered, again)  # deterministic given the generator
 
 
@@ -226,3 +228,51 @@ def test_background_mask_agreement_script(tiny_data):
     assert same == {"iou": 1.0, "iou_p10": 1.0, "precision": 1.0, "recall": 1.0, "box_move_px": 0.0}
     white = background_masks.agreement(clean, [augment.on_background(p) for p in pictures], IntakeSettings(size=64))
     assert 0.5 < white["iou"] <= 1.0 and white["box_move_px"] >= 0.0
+
+
+def _breaking_every_other(calls: list[int]):
+    """A stand-in for random_picture whose every other picture the intake refuses (all transparent)."""
+    def perturb(picture, rng, settings):
+        calls.append(len(calls))
+        return (np.zeros_like(picture), None) if len(calls) % 2 == 0 else (picture, None)
+
+    return perturb
+
+
+def test_pictures_whose_augmentation_the_intake_refuses_are_counted(tiny_data, monkeypatch):
+    """Such a picture goes in unaugmented (as the plain intake makes it) and is counted, by generator_inputs and in
+    the training batch."""
+    import softras.inputs
+
+    _, views_path = tiny_data
+    views = ViewSet(views_path, None)
+    pictures = views.pictures(torch.arange(6), torch.zeros(6, dtype=torch.long))
+    calls = []
+    monkeypatch.setattr(softras.inputs, "random_picture", _breaking_every_other(calls))
+    settings = InputSettings(augment=AugmentSettings())
+    inputs, changes, fallbacks = generator_inputs(pictures, 32, settings, np.random.default_rng(0))
+    assert len(calls) == 6 and fallbacks == 3 and changes == [None] * 6
+    assert torch.equal(inputs, generator_inputs(pictures, 32)[0])  # every one as the plain intake makes it
+    batch = sample_two_views(views, 8, torch.Generator().manual_seed(0), 32, inputs=settings)
+    assert batch.augment_fallbacks == 4
+    assert sample_two_views(views, 8, torch.Generator().manual_seed(0), 32).augment_fallbacks == 0
+
+
+def test_training_reports_the_refused_augmentations(tiny_data, tmp_path, monkeypatch):
+    """The count goes into the run's record (checkpoint and export metadata), the training log and a closing line."""
+    import softras.inputs
+    from softras.train import train
+
+    from test_generator import tiny_config
+
+    monkeypatch.setattr(softras.inputs, "random_picture", lambda picture, rng, settings: (np.zeros_like(picture), None))
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=2, checkpoint_every=1, export=str(tmp_path / "w.pt"),
+                      augment={})
+    messages = []
+    checkpoint = train(cfg, log=messages.append)
+    run = torch.load(checkpoint, weights_only=True)["runs"][-1]
+    assert (run["inputs"], run["augment_fallbacks"]) == (8, 8)  # batches of 4, every augmentation refused
+    assert load_weights(tmp_path / "w.pt")[1]["runs"][-1]["augment_fallbacks"] == 8
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [line["augment_fallbacks"] for line in lines] == [4, 8]
+    assert "the intake refused the augmented picture of 8 of this run's 8 inputs: they went in unaugmented" in messages

@@ -34,7 +34,7 @@ from softras.camera import Camera
 from softras.fileio import atomic_write
 from softras.inputs import InputSettings, generator_inputs
 from softras.intake import resize_rgba
-from softras.mesh import Mesh, sample_surface
+from softras.mesh import Mesh
 from softras.raster import RasterSettings, render_rgba
 
 __all__ = ["Shapes", "ViewSet", "TwoViewBatch", "sample_two_views", "render_views", "split_by_model", "save_views",
@@ -74,22 +74,6 @@ class Shapes:
         f = self.faces[self.face_offsets[i] : self.face_offsets[i + 1]]
         c = self.face_colors[self.face_offsets[i] : self.face_offsets[i + 1]]
         return Mesh(torch.from_numpy(v.copy()), torch.from_numpy(f.astype(np.int64))), torch.from_numpy(c.astype(np.float32) / 255)
-
-
-def surface_samples(shapes: Shapes, model_index: np.ndarray, count: int, seed: int = 0) -> torch.Tensor:
-    """Points on the true surface of each model of a view set, for 3D supervision.
-
-    model_index: (N,) int, each view-set model's index into ``shapes`` (a views file's ``model_index``; -1, a model
-    without a shape, is refused). Returns (N, count, 3) float32, object frame, spread uniformly by area
-    (:func:`softras.mesh.sample_surface`); deterministic for a given ``seed``.
-    """
-    model_index = np.asarray(model_index)
-    if (model_index < 0).any() or (model_index >= len(shapes)).any():
-        raise ValueError(f"3D supervision needs every model's shape: {int((model_index < 0).sum())} view-set models have none "
-                         f"and {int((model_index >= len(shapes)).sum())} index past the {len(shapes)} shapes")
-    generator = torch.Generator().manual_seed(seed)
-    meshes = (shapes.mesh(int(i))[0] for i in model_index)
-    return torch.stack([sample_surface(mesh.vertices, mesh.faces, count, generator) for mesh in meshes])
 
 
 def split_by_model(category: np.ndarray, model_id: np.ndarray, val_fraction: float = 0.1) -> np.ndarray:
@@ -366,30 +350,28 @@ class TwoViewBatch:
     models: torch.Tensor  # (B,) int64 into the view set
     mirrored: torch.Tensor  # (B,) bool: the object is the model's mirror image (x -> -x)
     azimuths_a: torch.Tensor  # (B,) float32 degrees: view a's azimuth (negated where mirrored), the input's viewpoint
-    surface: torch.Tensor | None = None  # (B, P, 3) float32, object frame: points on each object's true surface
+    # inputs whose augmented picture the intake refused, so that the render went in unaugmented
+    # (softras.inputs.generator_inputs); training counts them in its log and its run record
+    augment_fallbacks: int = 0
 
     @staticmethod
     def cat(batches: "list[TwoViewBatch]") -> "TwoViewBatch":
         """One batch of the objects of several (each batch's ``models`` index its own view set)."""
-        if any(b.surface is not None for b in batches) and any(b.surface is None for b in batches):
-            raise ValueError("either all batches carry surface points or none does")
         join = lambda name: torch.cat([getattr(b, name) for b in batches])  # noqa: E731
         return TwoViewBatch(join("inputs"), join("images_a"), join("images_b"),
                             Camera.cat([b.cameras_a for b in batches]), Camera.cat([b.cameras_b for b in batches]),
                             join("models"), join("mirrored"), join("azimuths_a"),
-                            None if batches[0].surface is None else join("surface"))
+                            sum(b.augment_fallbacks for b in batches))
 
     def to(self, device: torch.device) -> "TwoViewBatch":
         return TwoViewBatch(self.inputs.to(device), self.images_a.to(device), self.images_b.to(device),
                             self.cameras_a.to(device), self.cameras_b.to(device), self.models.to(device),
-                            self.mirrored.to(device), self.azimuths_a.to(device),
-                            None if self.surface is None else self.surface.to(device))
+                            self.mirrored.to(device), self.azimuths_a.to(device), self.augment_fallbacks)
 
 
 def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator, size: int,
                      input_views: torch.Tensor | None = None, mirror: bool = False,
-                     model_weights: torch.Tensor | None = None, inputs: InputSettings | None = None,
-                     surfaces: torch.Tensor | None = None, surface_points: int = 0) -> TwoViewBatch:
+                     model_weights: torch.Tensor | None = None, inputs: InputSettings | None = None) -> TwoViewBatch:
     """Random objects, each with two distinct random views; deterministic given the generator's state.
 
     Objects are drawn with replacement in proportion to ``model_weights`` (N,) (uniformly when None, see
@@ -400,9 +382,8 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
     silhouettes; the light comes from the other side). View a's render becomes the generator's input through the
     intake (:func:`softras.inputs.generator_inputs`, with ``inputs``' jitter and augmentation when given); both
     renders are resized to ``size`` to supervise, their colours changed as the input's were (exposure, white
-    balance, gamma), so that the colour term asks for the colours the input shows. With ``surfaces`` (N, P, 3), each
-    model's true surface points (:func:`surface_samples`), the batch carries ``surface_points`` of them per object,
-    drawn at random (x negated where mirrored); the other draws do not change.
+    balance, gamma), so that the colour term asks for the colours the input shows. The batch counts the inputs whose
+    augmented picture the intake refused (``augment_fallbacks``: those went in unaugmented).
     """
     if model_weights is None:
         models = torch.randint(views.num_models, (batch_size,), generator=generator)
@@ -422,15 +403,11 @@ def sample_two_views(views: ViewSet, batch_size: int, generator: torch.Generator
         images_b = torch.where(flip[:, None, None, None], images_b.flip(-1), images_b)
         pictures = np.where(flip.numpy()[:, None, None, None], pictures[:, :, ::-1], pictures)
     rng = None if inputs is None else np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
-    prepared, changes = generator_inputs(pictures, size, inputs, rng)
+    prepared, changes, fallbacks = generator_inputs(pictures, size, inputs, rng)
     for k, change in enumerate(changes):  # the colour targets show the object's colours as its input shows them
         if change is not None:
             for images in (images_a, images_b):
                 images[k, :3] = torch.from_numpy(change(images[k, :3].permute(1, 2, 0).numpy())).permute(2, 0, 1)
     azimuths = torch.where(flip, -views.azimuths[va], views.azimuths[va])
-    surface = None
-    if surfaces is not None:
-        surface = surfaces[models[:, None], torch.randint(surfaces.shape[1], (batch_size, surface_points), generator=generator)]
-        surface[..., 0] = torch.where(flip[:, None], -surface[..., 0], surface[..., 0])
     return TwoViewBatch(prepared, images_a, images_b, views.cameras(va, flip), views.cameras(vb, flip), models, flip,
-                        azimuths, surface)
+                        azimuths, fallbacks)

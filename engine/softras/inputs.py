@@ -42,15 +42,15 @@ def generator_input(picture: np.ndarray, size: int) -> torch.Tensor:
 
 
 def generator_inputs(pictures: np.ndarray, size: int, settings: InputSettings | None = None,
-                     rng: np.random.Generator | None = None) -> tuple[torch.Tensor, list[ColorChange | None]]:
+                     rng: np.random.Generator | None = None) -> tuple[torch.Tensor, list[ColorChange | None], int]:
     """Training inputs: each uint8 (H, W, 4) render of ``pictures`` (B, H, W, 4) perturbed and framed at random
-    (``settings``, drawn from ``rng``), then prepared by the intake. Returns (B, 4, size, size) float32 and, per
-    picture, the colour change the perturbation made (None: colours as rendered), for the colour targets.
-
-    Where the intake refuses a perturbed picture (its background no longer plain enough to find the object), the
-    unperturbed render is used. Without ``rng`` this is :func:`generator_input` of each picture.
+    (``settings``, drawn from ``rng``), then prepared by the intake. Returns (B, 4, size, size) float32; per
+    picture, the colour change the perturbation made (None: colours as rendered), for the colour targets; and how
+    many pictures went in unperturbed because the intake refused their perturbed picture (its background no longer
+    plain enough to find the object), which training reports. Without ``rng`` this is :func:`generator_input` of
+    each picture.
     """
-    out, changes = [], []
+    out, changes, fallbacks = [], [], 0
     for picture in np.asarray(pictures):
         change = None
         if rng is None or settings is None:
@@ -69,5 +69,6 @@ def generator_inputs(pictures: np.ndarray, size: int, settings: InputSettings | 
         except ValueError:
             out.append(prepare_array(picture, settings=intake).rgba)
             change = None
+            fallbacks += 1
         changes.append(change)
-    return torch.stack(out), changes
+    return torch.stack(out), changes, fallbacks

@@ -138,12 +138,6 @@ def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, count: int,
     return chosen[:, 0] + u * (chosen[:, 1] - chosen[:, 0]) + v * (chosen[:, 2] - chosen[:, 0])
 
 
-def vertices_and_face_centroids(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """A mesh's surface as points: its vertices, then the centroid of each face (so that a face spanning a gap is
-    represented too). vertices: (..., V, 3) float, any frame; faces: (F, 3) int64. Returns (..., V + F, 3)."""
-    return torch.cat([vertices, vertices[..., faces, :].mean(-2)], dim=-2)
-
-
 def edges(faces: torch.Tensor) -> torch.Tensor:
     """Unique undirected edges (E, 2) int64, each sorted ascending, of faces (F, 3)."""
     e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0).sort(dim=1).values

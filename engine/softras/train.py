@@ -30,21 +30,28 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from softras.augment import AugmentSettings
 from softras.camera import Camera
-from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views, surface_samples
+from softras.data import Shapes, TwoViewBatch, ViewSet, sample_two_views
 from softras.evaluate import EvalReport, evaluate, format_report
 from softras.inputs import InputSettings
 from softras.fileio import atomic_write
-from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, chamfer_distance, soft_iou_loss
-from softras.mesh import vertices_and_face_centroids
-from softras.model import Generator, GeneratorConfig, load_weights, save_weights, sha256, upgrade_metadata
+from softras.losses import FlattenLoss, LaplacianLoss, azimuth_loss, soft_iou_loss
+from softras.model import (Generator, GeneratorConfig, drop_retired_options, load_weights, save_weights, sha256,
+                           upgrade_metadata)
 from softras.progress import ProgressLine
 from softras.raster import RasterSettings, blend_colors, rasterize, shade, soft_silhouette
 
 __all__ = ["TrainConfig", "native_bfloat16", "train", "training_losses", "validate", "validate_and_export"]
 
 
-SURFACE_BANK = 4096
-"""Points drawn once on each training model's true surface; every step takes ``surface_points`` of them."""
+RETIRED_OPTIONS = {
+    # configs written before the local evidence branch went carry local_lr = None
+    "local_lr": ("the local evidence branch (its learning rate)", (None,)),
+    # 3D supervision by a Chamfer distance to the true surface, never in a shipped recipe
+    # (docs/notes/2026-11-28-surface-supervision.md): configs written while it existed carry surface_weight = 0
+    "surface_weight": ("3D supervision by the true surface", (0,)),
+    "surface_points": ("3D supervision by the true surface", ()),
+}
+"""Training options that are gone: key -> (what it belonged to, the values that left it off)."""
 
 
 @dataclass
@@ -76,10 +83,6 @@ class TrainConfig:
     color_weight: float = 1.0
     viewpoint_weight: float = 1.0  # the viewpoint head's azimuth loss
     viewpoint_encoder_share: float = 0.0  # its gradient into the encoder, scaled (0: the head reads the code detached)
-    # 3D supervision beside the silhouettes: this weight times the squared Chamfer distance between the predicted
-    # surface (vertices and face centroids) and surface_points points drawn from the true surface (0: off, the paper)
-    surface_weight: float = 0.0
-    surface_points: int = 256
     seed: int = 0
     checkpoint_every: int = 200
     validate_every: int = 1000
@@ -118,13 +121,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
-        """A training config as written in TOML or stored with weights and checkpoints. Those written before the
-        local evidence branch was removed (docs/notes/2026-11-28-from-scratch.md) carry ``local_lr = None``: accepted and
-        dropped; a config that set it is refused."""
-        raw = dict(raw)
-        if raw.pop("local_lr", None) is not None:
-            raise ValueError("local_lr was the learning rate of the local evidence branch, which this version no "
-                             "longer has (docs/notes/2026-11-28-from-scratch.md)")
+        """A training config as written in TOML or stored with weights and checkpoints; options this version no
+        longer has (:data:`RETIRED_OPTIONS`) are read as :func:`softras.model.drop_retired_options` says."""
+        raw = drop_retired_options(raw, RETIRED_OPTIONS, "the training config")
         model = GeneratorConfig.from_dict(raw.pop("model", {}))
         if raw.get("augment") is not None:  # None (no augmentation) as written by as_dict
             raw["augment"] = AugmentSettings.from_dict(raw["augment"])
@@ -139,8 +138,6 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
         if cfg.input_workers < 0:
             raise ValueError(f"input_workers must be >= 0, got {cfg.input_workers}")
-        if cfg.surface_weight < 0 or cfg.surface_points < 1:
-            raise ValueError("surface_weight must be >= 0 and surface_points >= 1")
         if not 0.0 <= cfg.viewpoint_encoder_share <= 1.0:
             raise ValueError(f"viewpoint_encoder_share must be in [0, 1], got {cfg.viewpoint_encoder_share}")
         if not 0.0 <= cfg.varied_share <= 1.0 or (cfg.varied_share > 0) != (cfg.varied_views is not None):
@@ -164,9 +161,6 @@ def training_losses(
     it sees the fragments detached from the vertices, so shading noise never pulls on the geometry. A generator with
     a viewpoint head also learns view a's azimuth (soft cross-entropy, :func:`softras.losses.azimuth_loss`), the
     head reading the code detached, or with ``cfg.viewpoint_encoder_share`` of its gradient reaching the encoder.
-    A batch with true surface points adds ``cfg.surface_weight`` times their Chamfer distance to the predicted
-    surface (:func:`softras.losses.chamfer_distance`, the surface as
-    :func:`softras.mesh.vertices_and_face_centroids`, so that a face spanning a gap is pulled in too).
     """
     net = getattr(model, "module", model)  # under DistributedDataParallel
     head = net.viewpoint is not None
@@ -189,9 +183,6 @@ def training_losses(
     }
     losses["total"] = (losses["iou"] + cfg.laplacian_weight * losses["laplacian"] + cfg.flatten_weight * losses["flatten"]
                        + cfg.color_weight * losses["color"])
-    if batch.surface is not None:
-        losses["surface"] = chamfer_distance(vertices_and_face_centroids(vertices, faces), batch.surface).mean()
-        losses["total"] = losses["total"] + cfg.surface_weight * losses["surface"]
     if head:
         losses["viewpoint"] = azimuth_loss(outputs[2], batch.azimuths_a)
         losses["total"] = losses["total"] + cfg.viewpoint_weight * losses["viewpoint"]
@@ -326,9 +317,12 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
                "varied_views": cfg.varied_views, "varied_share": cfg.varied_share,
                "input_elevations": cfg.input_elevations, "validate_elevations": cfg.validate_elevations,
                "mirror": cfg.mirror, "category_balance": cfg.category_balance, "ema_decay": cfg.ema_decay,
-               "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter, "surface_weight": cfg.surface_weight,
+               "fill_jitter": cfg.fill_jitter, "offset_jitter": cfg.offset_jitter,
                "augment": None if cfg.augment is None else asdict(cfg.augment),
-               "bf16": step_cfg.bf16, "start_step": step, "end_step": step, "seconds": 0.0}
+               "bf16": step_cfg.bf16, "start_step": step, "end_step": step, "seconds": 0.0,
+               # inputs this process prepared, and those whose augmented picture the intake refused (they went in
+               # unaugmented); in distributed training the first process's share
+               "inputs": 0, "augment_fallbacks": 0}
     if origin is not None:
         run["init_weights"] = origin
     runs.append(run)
@@ -353,13 +347,10 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     history = out_dir / "log.jsonl"
 
-    shapes = Shapes.load(cfg.shapes) if cfg.surface_weight > 0 else None
-
     def batches(views: ViewSet, input_views: torch.Tensor) -> _BatchSampler:
         weights = views.model_weights(cfg.category_balance) if cfg.category_balance else None
-        surfaces = None if shapes is None else surface_samples(shapes, views.model_index, SURFACE_BANK, cfg.seed)
         return _BatchSampler(views, cfg.batch_size // world, cfg.seed, rank, cfg.model.image_size, input_views,
-                             cfg.mirror, weights, inputs, surfaces, cfg.surface_points)
+                             cfg.mirror, weights, inputs)
 
     sampler = batches(train_views, input_views)
     if cfg.procedural_views is not None:
@@ -381,6 +372,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
     while step < cfg.steps and not _time_is_up(deadline, distributed, device):
         batch = upcoming.popleft().result().to(device)
         upcoming.append(pool.submit(_sample, step + depth))
+        run["inputs"] += len(batch.models)
+        run["augment_fallbacks"] += batch.augment_fallbacks
         losses = training_losses(net, faces, batch, settings, laplacian, flatten, step_cfg)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -398,11 +391,14 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, log: Callable[[str
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save()
                 with open(history, "a") as fh:
-                    fh.write(json.dumps({"step": step, **values}) + "\n")
+                    fh.write(json.dumps({"step": step, **values, "augment_fallbacks": run["augment_fallbacks"]}) + "\n")
             if cfg.validate_every and step % cfg.validate_every == 0:
                 validate_and_export(validated, cfg, step, runs, log)
     _close(pool)
     if rank == 0:
+        if run["augment_fallbacks"]:
+            log(f"the intake refused the augmented picture of {run['augment_fallbacks']} of this run's {run['inputs']} "
+                "inputs: they went in unaugmented")
         save()
         if cfg.export and (not cfg.validate_every or step % cfg.validate_every):
             validate_and_export(validated, cfg, step, runs, log)
@@ -431,13 +427,11 @@ class _BatchSampler:
     mirror: bool
     model_weights: torch.Tensor | None
     inputs: InputSettings
-    surfaces: torch.Tensor | None = None  # (N, SURFACE_BANK, 3): each model's true surface points
-    surface_points: int = 0
 
     def __call__(self, s: int) -> TwoViewBatch:
         generator = _step_generator(self.seed, s, self.rank)
         return sample_two_views(self.views, self.batch_size, generator, self.size, self.input_views, self.mirror,
-                                self.model_weights, self.inputs, self.surfaces, self.surface_points)
+                                self.model_weights, self.inputs)
 
 
 @dataclass(frozen=True)
