@@ -172,6 +172,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_foreground_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from softras.data import Shapes
+    from softras.product_photos import format_mask_benchmark, mask_benchmark
+
+    scores = mask_benchmark(Shapes.load(args.data), args.split, args.views_per_model, args.size,
+                            weights=args.foreground_weights, max_models=args.max_models, seed=args.seed,
+                            progress=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
+    print(json.dumps(scores.as_dict(), indent=2) if args.json else format_mask_benchmark(scores))
+    return 0
+
+
 def _eval_texture(args: argparse.Namespace) -> int:
     import json
 
@@ -359,6 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "probabilities (a diagnostic; the product uses them where the weights have a viewpoint head)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=_cmd_eval)
+
+    fg = sub.add_parser("foreground-bench", help="how well the intake finds the object in product photos of held-out "
+                                                 "models (white, light grey, ground shadow, high-key, coloured "
+                                                 "backdrops) by the border estimate, the network and the rule")
+    fg.add_argument("--data", required=True, help="shapes file (.npz), e.g. ../shared/data/shapes_train.npz")
+    fg.add_argument("--split", choices=("val", "train"), default="val")
+    fg.add_argument("--views-per-model", type=_positive_int, default=3)
+    fg.add_argument("--size", type=_positive_int, default=256, help="photo side in pixels")
+    fg.add_argument("--max-models", type=_positive_int, help="only the first N models of the split")
+    fg.add_argument("--foreground-weights", help="foreground network weights (default: the shipped ones)")
+    fg.add_argument("--seed", type=int, default=0, help="cameras and shadow lights")
+    fg.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fg.set_defaults(func=_cmd_foreground_bench)
     return parser
 
 

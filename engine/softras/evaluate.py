@@ -90,9 +90,11 @@ def _inputs(views: ViewSet, models: torch.Tensor, view_ids: torch.Tensor, size: 
     if path != "intake":
         raise ValueError(f"path must be 'intake' or 'direct', got {path!r}")
     inputs, ok = [], []
-    for picture in views.pictures(models, view_ids):
+    for picture, m, v in zip(views.pictures(models, view_ids), models.tolist(), view_ids.tolist()):
+        if perturb is not None:  # a perturbation with needs_view also gets the view's row and view index
+            picture = perturb(picture, m, v) if getattr(perturb, "needs_view", False) else perturb(picture)
         try:
-            inputs.append(generator_input(picture if perturb is None else perturb(picture), size))
+            inputs.append(generator_input(picture, size))
             ok.append(True)
         except ValueError:
             inputs.append(torch.zeros(4, size, size))
@@ -229,7 +231,12 @@ def evaluate_robustness(model: Generator, views: ViewSet, shapes: Shapes, views_
                         batch_size: int = 64, elevations: list[float] | None = None,
                         perturbations: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> list[RobustnessRow]:
     """Voxel IoU of the clean views through the intake, of the direct path (diagnostic), and of the views
-    perturbed by each of ``perturbations`` (default :data:`softras.augment.PERTURBATIONS`) through the intake."""
+    perturbed by each of ``perturbations`` (default :data:`softras.augment.PERTURBATIONS` and the product-photo
+    backdrops of :func:`softras.product_photos.photo_perturbations`) through the intake."""
+    if perturbations is None:
+        from softras.product_photos import photo_perturbations
+
+        perturbations = {**PERTURBATIONS, **photo_perturbations(shapes, views)}
     was_training = model.training
     model.eval()
     models, vids = evaluation_views(views, views_per_model, elevations)
@@ -243,7 +250,7 @@ def evaluate_robustness(model: Generator, views: ViewSet, shapes: Shapes, views_
     clean = predictions("intake", None)
     clean_iou = category_mean([voxel_iou(p, t) if p is not None else 0.0 for p, t in zip(clean, targets)], categories)
     cases = {"clean": ("intake", None), "direct (diagnostic)": ("direct", None)}
-    cases.update({name: ("intake", f) for name, f in (PERTURBATIONS if perturbations is None else perturbations).items()})
+    cases.update({name: ("intake", f) for name, f in perturbations.items()})
     rows = []
     for name, (path, perturb) in cases.items():
         predicted = clean if name == "clean" else predictions(path, perturb)
