@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from softras.intake import IntakeResult, IntakeSettings, _label, load_image, prepare_array, prepare_image
+from softras.intake import IntakeResult, IntakeSettings, _label, load_image, prepare_array
 
 W, H = 320, 240
 BIG = 12.5  # 4000 x 3000
@@ -146,7 +146,7 @@ def test_mask_file(files: dict[str, Path], reference: IntakeResult, tmp_path: Pa
 
 def test_in_memory(reference: IntakeResult) -> None:
     rgba = np.asarray(scene(background=(0, 0, 0, 0)))
-    for result in (prepare_image(Image.fromarray(rgba)), prepare_array(rgba), prepare_array(rgba / 255.0)):
+    for result in (prepare_array(rgba), prepare_array(rgba / 255.0)):
         assert result.crop_box == reference.crop_box
         assert torch.allclose(result.rgba, reference.rgba, atol=1e-6)
     rgb = np.asarray(scene().convert("RGB"), dtype=np.float32) / 255
@@ -197,16 +197,14 @@ def test_unusable_images(tmp_path: Path, files: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="too small"):
         load_image(tiny)
     with pytest.raises(ValueError, match="too small"):
-        prepare_image(Image.new("RGB", (0, 0)))
-    with pytest.raises(ValueError, match="too small"):
         prepare_array(np.zeros((0, 5, 3), np.uint8))
     with pytest.raises(ValueError, match="no foreground found in .*: the image looks uniform"):
-        prepare_image(Image.new("RGB", (40, 30), (250, 250, 250)))
+        prepare_array(np.full((30, 40, 3), 250, np.uint8))
     with pytest.raises(ValueError, match="no foreground found in .*: the alpha channel is fully transparent"):
-        prepare_image(Image.new("RGBA", (40, 30)))
-    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8))
+        prepare_array(np.zeros((30, 40, 4), np.uint8))
+    noise = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="plain background.*give a mask or an image with transparency"):
-        prepare_image(noise)
+        prepare_array(noise)
 
 
 def test_mask_errors(tmp_path: Path, files: dict[str, Path]) -> None:
