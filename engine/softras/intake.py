@@ -7,8 +7,13 @@ longer side ``fill`` of the frame. :func:`load_image` (a file) and :func:`prepar
 picture into that form:
 
 1. Foreground, in this order: a user mask if one is given (it overrides the image's own alpha), else the
-   image's alpha channel if it is not fully opaque, else the difference from a plain background estimated from
-   a border strip (clearly different pixels, and faint ones connected to them: a white object on white).
+   image's alpha channel if it is not fully opaque, else, for an opaque picture, one of two estimates chosen per
+   picture by ``IntakeSettings.foreground`` (default 'auto'): the foreground network (:mod:`softras.foreground`)
+   where the border strip's median colour is a light, neutral studio backdrop (luminance >=
+   ``light_backdrop``, chroma <= ``neutral_backdrop``: white and light-grey product photos, with their contact
+   shadows, gradients and vignetting) and the shipped weights exist; otherwise the difference from a plain
+   background estimated from a border strip (clearly different pixels, and faint ones connected to them), which
+   is also the fallback where the network finds nothing.
 2. Crop: the foreground's bounding box, made square around its centre (outside the image: transparent),
    scaled so that its longer side is ``fill * size`` and placed like the training renders.
 3. Resampling with antialiasing on premultiplied colour, un-premultiplied at the end (no dark or white fringes).
@@ -79,10 +84,23 @@ class IntakeSettings:
     """Foreground components smaller than this fraction of the largest one are dropped as specks."""
     max_hole: float = 0.05
     """Enclosed background holes smaller than this fraction of the foreground area are filled."""
+    foreground: str = "auto"
+    """How an opaque picture's foreground is found: 'border' (the border estimate), 'net' (the foreground network;
+    its weights must exist), or 'auto' (the network on a light, neutral backdrop where its weights exist, else
+    the border estimate; the border estimate too where the network finds nothing)."""
+    foreground_weights: str | None = None
+    """The foreground network's weights file; None: the shipped ones (:func:`softras.foreground.default_foreground_path`)."""
+    light_backdrop: float = 0.7
+    """'auto': least luminance (sRGB in [0, 1]) of the border strip's median colour for the network to be used."""
+    neutral_backdrop: float = 0.1
+    """'auto': largest chroma (max - min channel, sRGB in [0, 1]) of the border strip's median colour for the
+    network to be used (the backdrops it was trained on are white, grey and lightly tinted)."""
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.analysis_size < 2 or self.oversample < 1 or not 0 < self.fill <= 1:
             raise ValueError(f"invalid intake settings: {self}")
+        if self.foreground not in ("auto", "border", "net"):
+            raise ValueError(f"foreground must be 'auto', 'border' or 'net', got {self.foreground!r}")
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,7 @@ class IntakeResult:
     ``rgba``: (4, S, S) float32 in [0, 1], straight sRGB colour (0 where alpha is 0), alpha = foreground;
     ``mask``: (S, S) float32, a copy of the alpha channel; ``crop_box``: (left, top, right, bottom) of the square
     crop in original-image pixels (after EXIF orientation; may extend beyond the image, padded transparent);
-    ``foreground_source``: 'alpha', 'mask' or 'border'; ``original_size``: (W, H) after EXIF orientation.
+    ``foreground_source``: 'alpha', 'mask', 'border' or 'net'; ``original_size``: (W, H) after EXIF orientation.
     """
 
     rgba: torch.Tensor
@@ -251,8 +269,8 @@ def _prepare(
     elif rgba.getextrema()[3][0] < 255:
         foreground, source, empty = rgba.getchannel("A"), "alpha", "the alpha channel is fully transparent"
     else:
-        foreground, backdrop = _border_foreground(rgba, None, settings, name)
-        source, empty = "border", "the image looks uniform"
+        foreground, backdrop, net = _opaque_foreground(rgba, settings, name)
+        source, empty = "border" if net is None else "net", "the image looks uniform"
     frame = (0, 0, width, height)  # the part of the original that `foreground` covers
     crop_box = _crop_box(foreground, frame, settings, empty, name)
 
@@ -261,17 +279,21 @@ def _prepare(
     if reopen is not None and rgba.width < min(width, work * width / n):
         rgba = _to_rgba8(reopen(min(max(full), work * max(full) / n)))
     r = rgba.width / width
-    if backdrop is not None and foreground.width * n < work * width and foreground.width < rgba.width:
+    if source in ("border", "net") and foreground.width * n < work * width and foreground.width < rgba.width:
         # The object is small in a large picture, found on a reduced copy: find it again, finer, on the crop region
         # (where the copy was not reduced, the crop would be analysed at the same resolution: nothing to gain).
-        frame = (max(0, crop_box[0]), max(0, crop_box[1]), min(width, crop_box[2]), min(height, crop_box[3]))
-        foreground = _border_foreground(rgba.crop(tuple(round(v * r) for v in frame)), backdrop, settings, name)[0]
-        crop_box = _crop_box(foreground, frame, settings, empty, name)
+        region = (max(0, crop_box[0]), max(0, crop_box[1]), min(width, crop_box[2]), min(height, crop_box[3]))
+        picture = rgba.crop(tuple(round(v * r) for v in region))
+        finer = _net_foreground(picture, net, settings) if net is not None else \
+            _border_foreground(picture, backdrop, settings, name)[0]
+        if finer is not None:  # (the network may find nothing on the region: the first mask stays)
+            foreground, frame = finer, region
+            crop_box = _crop_box(foreground, frame, settings, empty, name)
     if source != "alpha":  # put the foreground into the alpha channel at the working resolution
         box = tuple(round(v * r) for v in frame)
         alpha = Image.new("L", rgba.size)
         alpha.paste(foreground.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.BILINEAR), box[:2])
-        rgba.putalpha(_binary(alpha) if source == "border" else alpha)
+        rgba.putalpha(_binary(alpha) if source in ("border", "net") else alpha)
     x0, y0, side = round(crop_box[0] * r), round(crop_box[1] * r), max(1, round((crop_box[2] - crop_box[0]) * r))
     # Pillow pads outside the image with (0, 0, 0, 0) and resamples RGBA premultiplied.
     crop = rgba.crop((x0, y0, x0 + side, y0 + side)).resize((work, work), Image.Resampling.BILINEAR)
@@ -301,23 +323,89 @@ class _Backdrop(NamedTuple):
     weak_tolerance: float
 
 
+def _analysis_copy(rgba: Image.Image, settings: IntakeSettings) -> np.ndarray:
+    """The picture's RGB reduced (box filter) to at most ``settings.analysis_size`` pixels long: (h, w, 3) uint8."""
+    w, h = rgba.size
+    k = min(1.0, settings.analysis_size / max(w, h))
+    small = rgba.convert("RGB")
+    if k < 1:
+        small = small.resize((max(2, round(w * k)), max(2, round(h * k))), Image.Resampling.BOX)
+    return np.asarray(small)
+
+
+def _strip(a: np.ndarray, settings: IntakeSettings) -> np.ndarray:
+    """The border strip of an (h, w, ...) array, ``settings.border`` of the shorter side wide (>= 2 px): (n, ...)."""
+    b = max(2, round(settings.border * min(a.shape[:2])))
+    return np.concatenate([a[:b], a[-b:], a[:, :b].swapaxes(0, 1), a[:, -b:].swapaxes(0, 1)], 1).reshape(-1, *a.shape[2:])
+
+
+def _foreground_net(settings: IntakeSettings):
+    """The foreground network the settings name (None where 'auto' finds no shipped weights)."""
+    from softras.foreground import default_foreground_path, shipped_foreground
+
+    path = settings.foreground_weights or default_foreground_path()
+    net = shipped_foreground(path)
+    if net is None and (settings.foreground == "net" or settings.foreground_weights is not None):
+        raise FileNotFoundError(f"foreground weights not found: {path}")
+    return net
+
+
+def _opaque_foreground(
+    rgba: Image.Image, settings: IntakeSettings, name: str
+) -> tuple[Image.Image, _Backdrop | None, object | None]:
+    """Foreground of an opaque picture by the rule of ``settings.foreground`` (see :class:`IntakeSettings`): an 'L'
+    image (0 or 255) at most ``analysis_size`` long, the backdrop the border estimate found (None where the
+    network's mask is used) and the network used (None for the border estimate)."""
+    if settings.foreground != "border":
+        net = _foreground_net(settings)
+        if net is not None:
+            use = settings.foreground == "net"
+            if not use:
+                color = np.median(_strip(_analysis_copy(rgba, settings), settings), axis=0) / 255
+                luma = float(color @ np.asarray([0.299, 0.587, 0.114]))
+                use = luma >= settings.light_backdrop and float(color.max() - color.min()) <= settings.neutral_backdrop
+            if use:
+                found = _net_foreground(rgba, net, settings)
+                if found is not None:
+                    return found, None, net
+                if settings.foreground == "net":
+                    raise ValueError(f"no foreground found in {name}: the foreground network found no object")
+    return (*_border_foreground(rgba, None, settings, name), None)
+
+
+def _net_foreground(rgba: Image.Image, net, settings: IntakeSettings) -> Image.Image | None:
+    """The foreground network's mask of a picture (probability > 0.5, cleaned as the border estimate's): an 'L'
+    image (0 or 255) at most ``analysis_size`` long, or None where it finds nothing."""
+    from softras.foreground import foreground_probability
+
+    fg = foreground_probability(net, _analysis_copy(rgba, settings)) > 0.5
+    return _clean(fg, settings) if fg.any() else None
+
+
+def _clean(fg: np.ndarray, settings: IntakeSettings) -> Image.Image:
+    """A boolean foreground closed by a pixel, without specks and with its small enclosed holes filled ('L' 0/255)."""
+    closed = Image.fromarray(fg).convert("L").filter(ImageFilter.MaxFilter(3)).filter(ImageFilter.MinFilter(3))
+    fg = np.asarray(closed) > 127
+    labels = _label(fg)  # drop specks
+    ids, counts = np.unique(labels[fg], return_counts=True)
+    fg &= np.isin(labels, ids[counts >= settings.min_component * counts.max()])
+    labels = _label(~fg)  # fill small enclosed holes
+    ids, counts = np.unique(labels[~fg], return_counts=True)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    holes = ids[(counts < settings.max_hole * fg.sum()) & ~np.isin(ids, edge)]
+    return Image.fromarray((fg | np.isin(labels, holes)).astype(np.uint8) * 255)
+
+
 def _border_foreground(
     rgba: Image.Image, backdrop: _Backdrop | None, settings: IntakeSettings, name: str
 ) -> tuple[Image.Image, _Backdrop]:
     """Foreground of an opaque picture on a plain background: an 'L' image (0 or 255) at most
     ``settings.analysis_size`` pixels long, and the backdrop: ``backdrop`` if given, else estimated from a border
     strip (which must be mostly one colour)."""
-    w, h = rgba.size
-    k = min(1.0, settings.analysis_size / max(w, h))
-    small = rgba.convert("RGB")
-    if k < 1:
-        small = small.resize((max(2, round(w * k)), max(2, round(h * k))), Image.Resampling.BOX)
-    x = np.asarray(small, dtype=np.float32) / 255  # (h, w, 3) sRGB
-    b = max(2, round(settings.border * min(x.shape[:2])))
+    x = _analysis_copy(rgba, settings).astype(np.float32) / 255  # (h, w, 3) sRGB
 
     def border(a: np.ndarray) -> np.ndarray:
-        """The border strip of an (h, w, ...) array: (n, ...)."""
-        return np.concatenate([a[:b], a[-b:], a[:, :b].swapaxes(0, 1), a[:, -b:].swapaxes(0, 1)], 1).reshape(-1, *a.shape[2:])
+        return _strip(a, settings)
 
     color = np.median(border(x), axis=0) if backdrop is None else backdrop.color
     distance = np.linalg.norm(x - color, axis=2)
@@ -343,16 +431,7 @@ def _border_foreground(
     fg = np.isin(labels, np.unique(labels[strong]))
     if fg.sum() > settings.max_growth * strong.sum():  # uneven lighting of the backdrop, not faint parts
         fg, backdrop = strong, backdrop._replace(weak_tolerance=settings.background_tolerance)
-    closed = Image.fromarray(fg).convert("L").filter(ImageFilter.MaxFilter(3)).filter(ImageFilter.MinFilter(3))
-    fg = np.asarray(closed) > 127
-    labels = _label(fg)  # drop specks
-    ids, counts = np.unique(labels[fg], return_counts=True)
-    fg &= np.isin(labels, ids[counts >= settings.min_component * counts.max()])
-    labels = _label(~fg)  # fill small enclosed holes
-    ids, counts = np.unique(labels[~fg], return_counts=True)
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    holes = ids[(counts < settings.max_hole * fg.sum()) & ~np.isin(ids, edge)]
-    return Image.fromarray((fg | np.isin(labels, holes)).astype(np.uint8) * 255), backdrop
+    return _clean(fg, settings), backdrop
 
 
 def _label(m: np.ndarray) -> np.ndarray:
