@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     ap.add_argument("--shard", metavar="I/N", help="process only the I-th of N deterministic shares of the inputs")
     ap.add_argument("--preview", action="store_true", help="also render <name>_preview.png (Cycles, four views)")
+    ap.add_argument("--save-mask", action="store_true",
+                    help="also write the foreground each picture's intake used as <name>_mask.png (white = object)")
     ap.add_argument("--texture", action=argparse.BooleanOptionalAction, default=True,
                     help="bake a texture from each picture (not for ply); bad cases keep the vertex colours")
     ap.add_argument("--texture-size", type=int, default=1024, metavar="PX", help="texture side in texels")
@@ -201,6 +203,12 @@ def run(args: argparse.Namespace) -> int:
                 if args.preview:
                     _render_preview(preview)
                     record["preview"] = str(preview)
+                if args.save_mask:
+                    from softras.imageio import write_image
+                    from softras.intake import foreground_mask
+
+                    record["mask"] = str(write_image(foreground_mask(done.intake) / 255.0, out / f"{name}_mask.png"))
+                    record["foreground"] = done.intake.foreground_source
             except (ValueError, OSError, RuntimeError) as e:
                 record.update(output=None, status="error", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         record["seconds"] = round(time.perf_counter() - t0, 3)

@@ -201,3 +201,52 @@ def test_training_script_checkpoints_resumes_and_exports(tiny_data, tmp_path):
     assert first["step"] == 1 and state["step"] == 2 and len(state["history"]) == 2
     net, meta = load_foreground(tmp_path / "fg.pt")
     assert meta["steps"] == 2 and net.cfg.widths == (4, 4, 6, 6, 8)
+
+
+def opaque_photo(path, size=(90, 70)):
+    """A dark ellipse on a white backdrop, no alpha (a JPEG-like opaque picture, saved as PNG)."""
+    yy, xx = np.mgrid[: size[1], : size[0]]
+    inside = ((xx - 40) / 25) ** 2 + ((yy - 30) / 18) ** 2 <= 1
+    rgb = np.full((size[1], size[0], 3), 255, np.uint8)
+    rgb[inside] = (40, 60, 180)
+    from PIL import Image
+
+    Image.fromarray(rgb).save(path)
+    return path, inside
+
+
+def test_save_mask_writes_the_foreground_used_and_it_gives_back_the_same_input(tmp_path, tiny_weights, capsys,
+                                                                              monkeypatch):
+    from PIL import Image
+
+    from softras.cli import main
+    from softras.intake import foreground_mask, load_image
+
+    monkeypatch.setenv("SOFTRAS_FOREGROUND", str(tmp_path / "absent.pt"))  # the border estimate, whatever ships
+    photo, inside = opaque_photo(tmp_path / "cup.png")
+    assert main(["reconstruct", str(photo), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights), "--no-texture",
+                 "--save-mask"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    mask = np.asarray(Image.open(tmp_path / "out" / "cup_mask.png"))
+    assert record["mask"].endswith("cup_mask.png") and record["foreground"] == "border"
+    assert mask.shape == (70, 90) and set(np.unique(mask)) == {0, 255}
+    assert ((mask > 127) == inside).mean() > 0.97
+    first = load_image(photo)
+    again = load_image(photo, tmp_path / "out" / "cup_mask.png")  # given back as a mask: the same crop
+    assert again.foreground_source == "mask" and again.crop_box == first.crop_box
+    assert np.array_equal(foreground_mask(again), mask)
+
+
+def test_batch_save_mask(tmp_path, tiny_weights, monkeypatch):
+    from PIL import Image
+
+    from softras_blender.batch import main
+
+    monkeypatch.setenv("SOFTRAS_FOREGROUND", str(tmp_path / "absent.pt"))
+    (tmp_path / "in").mkdir()
+    opaque_photo(tmp_path / "in" / "cup.png")
+    assert main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--format", "ply", "--weights",
+                 str(tiny_weights), "--device", "cpu", "--no-texture", "--save-mask"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary[0]["mask"].endswith("cup_mask.png") and summary[0]["foreground"] == "border"
+    assert np.asarray(Image.open(tmp_path / "out" / "cup_mask.png")).shape == (70, 90)

@@ -244,6 +244,12 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                     record["warning"] = done.texture_message
                     print(f"softras reconstruct: {image}: {done.texture_message}", file=sys.stderr, flush=True)
             write_mesh(result.mesh, target)
+            if args.save_mask:  # the foreground the intake used, at the picture's size
+                from softras.imageio import write_image
+                from softras.intake import foreground_mask
+
+                mask_path = write_image(foreground_mask(done.intake) / 255.0, out_dir / f"{Path(image).stem}_mask.png")
+                record.update(mask=str(mask_path), foreground=done.intake.foreground_source)
             if result.iou_before is not None:
                 record.update(iou_before=round(result.iou_before, 4), iou_after=round(result.iou_after, 4))
         except (ValueError, OSError) as e:
@@ -310,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("images", nargs="+", metavar="IMAGE", help="input images (PNG, JPEG, WebP, TIFF, BMP)")
     rec.add_argument("-o", "--output", required=True, help="output directory; meshes are named after the images")
     rec.add_argument("--mask", help="foreground mask for a single IMAGE (white = object)")
+    rec.add_argument("--save-mask", action="store_true",
+                     help="also write the foreground the intake used as <name>_mask.png (white = object, the picture's "
+                          "size; edit it and give it back with --mask)")
     rec.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS", help="refine each mesh to its image's silhouette")
     rec.add_argument("--format", choices=MESH_FORMATS, default="obj")
     rec.add_argument("--texture", action=argparse.BooleanOptionalAction, default=True,

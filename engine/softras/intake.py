@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-__all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_picture", "load_mask", "prepare_array", "resize_rgba"]
+__all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_picture", "load_mask", "prepare_array", "resize_rgba",
+           "foreground_mask"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,10 @@ class IntakeResult:
     ``rgba``: (4, S, S) float32 in [0, 1], straight sRGB colour (0 where alpha is 0), alpha = foreground;
     ``mask``: (S, S) float32, a copy of the alpha channel; ``crop_box``: (left, top, right, bottom) of the square
     crop in original-image pixels (after EXIF orientation; may extend beyond the image, padded transparent);
-    ``foreground_source``: 'alpha', 'mask', 'border' or 'net'; ``original_size``: (W, H) after EXIF orientation.
+    ``foreground_source``: 'alpha', 'mask', 'border' or 'net'; ``original_size``: (W, H) after EXIF orientation;
+    ``foreground``: the foreground the intake used over the whole picture, (h, w) uint8 (0-255; the alpha, the mask
+    or the estimate) at its working resolution (the picture's, or reduced for a large one): see
+    :func:`foreground_mask` for it at the picture's size.
     """
 
     rgba: torch.Tensor
@@ -118,6 +122,7 @@ class IntakeResult:
     crop_box: tuple[int, int, int, int]
     foreground_source: str
     original_size: tuple[int, int]
+    foreground: np.ndarray | None = None
 
 
 def load_image(
@@ -301,7 +306,19 @@ def _prepare(
     x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255).permute(2, 0, 1)
     y = resize_rgba(x[None], settings.size)[0]
     y = (y * (y[3:] >= 1 / 1024)).contiguous()  # drop the faintest alpha (and its colour)
-    return IntakeResult(y, y[3].clone(), crop_box, source, (width, height))
+    return IntakeResult(y, y[3].clone(), crop_box, source, (width, height), np.asarray(rgba.getchannel("A")).copy())
+
+
+def foreground_mask(result: IntakeResult) -> np.ndarray:
+    """The foreground ``result`` was made from, at the picture's own size: (H, W) uint8, 255 on the object and 0
+    off it (thresholded at 0.5 after a bilinear resize), row 0 at the top; what ``--save-mask`` writes and what the
+    add-on shows. Given back as a mask it reproduces the crop."""
+    if result.foreground is None:
+        raise ValueError("this intake result carries no foreground")
+    image = Image.fromarray(result.foreground)
+    if image.size != result.original_size:
+        image = image.resize(result.original_size, Image.Resampling.BILINEAR)
+    return np.asarray(_binary(image)).copy()
 
 
 def resize_rgba(rgba: torch.Tensor, size: int) -> torch.Tensor:

@@ -80,6 +80,8 @@ class FileReconstruction:
 
     reconstruction: Reconstruction
     texture_message: str | None = None
+    intake: IntakeResult | None = None
+    """The intake's result (its foreground at the picture's size: :func:`softras.intake.foreground_mask`)."""
 
 
 class Reconstructor:
@@ -166,6 +168,6 @@ class Reconstructor:
         intake = load_image(path, mask_path, IntakeSettings(size=self.image_size))
         result = self.reconstruct_intake(intake, refine_steps)
         if bake is None:
-            return FileReconstruction(result)
+            return FileReconstruction(result, intake=intake)
         outcome = project_texture(result.mesh, intake, load_picture(path), result.camera, bake, result.azimuth_prior)
-        return FileReconstruction(dataclasses.replace(result, mesh=outcome.mesh), outcome.message)
+        return FileReconstruction(dataclasses.replace(result, mesh=outcome.mesh), outcome.message, intake)
