@@ -22,6 +22,8 @@ from .runner import Runner, Task
 __all__ = ["CLASSES", "MASK_PROPERTY", "IMAGE_PROPERTY", "PRIOR_PROPERTY", "reconstruct_task", "fit_task", "rebake_task", "stop_install"]
 
 _TIMER_STEP = 0.1  # seconds between progress polls
+FOREGROUND_SOURCES = {"mask": "as painted", "border": "estimated from the border",
+                      "net": "found by the foreground network"}
 MASK_PROPERTY = "softras_mask"
 """Custom property of a camera object naming its mask image (multi-view Fit to Silhouette)."""
 IMAGE_PROPERTY = "softras_image"
@@ -103,9 +105,11 @@ def reconstruct_task(context: bpy.types.Context) -> Task:
     image = props.image
     if image is None:
         raise ValueError("no reference image: choose one in the SoftRas panel")
+    painted = scene.painted_foreground(image)  # the artist's corrections of the last foreground, if any
     request = work.ReconstructRequest(
         convert.read_pixels(image), *prefs.engine_settings(context), refine_steps=props.refine_steps,
         texture_size=props.texture_size if props.texture else 0,
+        mask=None if painted is None else convert.read_pixels(painted).mask(),
     )
     name, location, smooth = _object_name(image), tuple(context.scene.cursor.location), props.smooth
     scene_name, image_name = context.scene.name, image.name
@@ -119,12 +123,18 @@ def reconstruct_task(context: bpy.types.Context) -> Task:
         obj = scene.insert_mesh(target, name, convert.y_up_to_z_up(result.vertices), result.faces, result.colors,
                                 location, smooth, view_layer, texture)
         obj[IMAGE_PROPERTY] = image_name
+        reference = bpy.data.images.get(image_name)
+        shown = ""
+        if reference is not None and result.foreground is not None:
+            foreground = scene.store_foreground(reference, result.foreground)
+            if result.foreground_source != "alpha":  # (a picture's own alpha needs no word)
+                shown = f"; foreground {FOREGROUND_SOURCES.get(result.foreground_source, result.foreground_source)} in '{foreground.name}'"
         if result.azimuth_prior is not None:
             obj[PRIOR_PROPERTY] = [float(p) for p in result.azimuth_prior]
         refined = f", silhouette IoU {result.iou[0]:.3f} -> {result.iou[1]:.3f}" if result.iou else ""
         textured = ", textured" if result.texture is not None else ""
         fallback = f"; {result.texture_message}" if result.texture_message else ""
-        return f"Added '{obj.name}' ({len(result.vertices)} vertices{refined}{textured}){fallback}"
+        return f"Added '{obj.name}' ({len(result.vertices)} vertices{refined}{textured}){shown}{fallback}"
 
     return Task("Reconstruct", functools.partial(work.reconstruct, request), apply, scene_name)
 

@@ -17,7 +17,8 @@ from . import engine
 from .convert import z_up_to_y_up
 
 __all__ = ["COLOR_ATTRIBUTE", "MATERIAL_NAME", "UV_LAYER", "MIX_NODE", "TEXTURE_PROPERTY", "insert_mesh", "color_material",
-           "texture_material", "set_texture_pixels", "mesh_world_arrays", "set_world_vertices", "engine_mesh_arrays"]
+           "texture_material", "set_texture_pixels", "mesh_world_arrays", "set_world_vertices", "engine_mesh_arrays",
+           "FOREGROUND_PROPERTY", "STAMP_PROPERTY", "foreground_image", "painted_foreground", "store_foreground"]
 
 COLOR_ATTRIBUTE = "Color"
 MATERIAL_NAME = "SoftRas Vertex Color"
@@ -26,6 +27,55 @@ MIX_NODE = "Texture or Vertex Color"
 """Name of the Mix node of a textured material: Factor 1 shows the texture, 0 the vertex colours."""
 TEXTURE_PROPERTY = "softras_texture"
 """Custom property of a textured reconstruction: the name of its texture image (for re-baking)."""
+FOREGROUND_PROPERTY = "softras_foreground"
+"""Custom property of a reference image: the name of the image holding the foreground Reconstruct used for it."""
+STAMP_PROPERTY = "softras_stamp"
+"""Custom property of a foreground image: a digest of the pixels Reconstruct stored; other pixels were painted."""
+
+
+def _digest(image: bpy.types.Image) -> str:
+    import hashlib
+
+    pixels = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(pixels)
+    return hashlib.sha256(pixels.tobytes()).hexdigest()
+
+
+def foreground_image(reference: bpy.types.Image) -> bpy.types.Image | None:
+    """The foreground image Reconstruct stored for ``reference`` (None if none, or if it was deleted)."""
+    return bpy.data.images.get(str(reference.get(FOREGROUND_PROPERTY, "")))
+
+
+def painted_foreground(reference: bpy.types.Image) -> bpy.types.Image | None:
+    """``reference``'s foreground image if the artist painted over it since Reconstruct stored it (its pixels differ
+    from the stored ones), else None. Raises ValueError where a painted foreground is not the reference's size."""
+    image = foreground_image(reference)
+    if image is None or image.get(STAMP_PROPERTY) == _digest(image):
+        return None
+    if tuple(image.size) != tuple(reference.size):
+        raise ValueError(f"the foreground '{image.name}' is {image.size[0]}x{image.size[1]} but the reference "
+                         f"'{reference.name}' is {reference.size[0]}x{reference.size[1]}: paint it at the reference's size")
+    return image
+
+
+def store_foreground(reference: bpy.types.Image, mask: np.ndarray) -> bpy.types.Image:
+    """Put ``mask`` (H, W) uint8 (255 = object), row 0 at the top, into ``reference``'s foreground image (a new one,
+    '<reference> foreground', the first time), white on black, packed, and stamp it as unpainted."""
+    h, w = mask.shape
+    image = foreground_image(reference)
+    if image is None:
+        stem = reference.name.rsplit(".", 1)[0] if "." in reference.name else reference.name
+        image = bpy.data.images.new(f"{stem} foreground", w, h, alpha=False)
+        reference[FOREGROUND_PROPERTY] = image.name
+    elif tuple(image.size) != (w, h):
+        image.scale(w, h)
+    grey = np.repeat((mask[::-1] / 255.0).astype(np.float32)[..., None], 4, axis=2)  # Blender's rows start at the bottom
+    grey[..., 3] = 1.0
+    image.pixels.foreach_set(grey.ravel())
+    image.update()
+    image.pack()
+    image[STAMP_PROPERTY] = _digest(image)
+    return image
 
 
 def _srgb_to_linear(c: np.ndarray) -> np.ndarray:

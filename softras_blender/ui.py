@@ -6,7 +6,7 @@ import sys
 
 import bpy
 
-from . import deps, engine, prefs, runner
+from . import deps, engine, prefs, runner, scene
 
 __all__ = ["CLASSES", "device_line"]
 
@@ -29,7 +29,14 @@ class SOFTRAS_PT_main(_SidebarPanel, bpy.types.Panel):
             prefs.draw_dependencies(layout, prefs.get(context))
         layout.template_ID(props, "image", new="image.new", open="image.open")
         if props.image is not None:
-            layout.template_icon(icon_value=layout.icon(props.image), scale=6.0)
+            foreground = scene.foreground_image(props.image)
+            row = layout.row()
+            row.template_icon(icon_value=layout.icon(props.image), scale=6.0)
+            if foreground is not None:  # what the last Reconstruct took for the object; paint it to correct it
+                foreground.preview_ensure()
+                row.template_icon(icon_value=layout.icon(foreground), scale=6.0)
+                layout.label(text=f"Foreground: '{foreground.name}' (paint it in the Image Editor, then Reconstruct)",
+                             icon="IMAGE_ALPHA")
         col = layout.column()
         col.use_property_split = True
         col.use_property_decorate = False

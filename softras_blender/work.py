@@ -33,6 +33,8 @@ class ReconstructRequest:
     device: str
     refine_steps: int
     texture_size: int = 0
+    mask: np.ndarray | None = None
+    """(H, W) bool foreground painted by the artist, row 0 at the top, or None: the intake finds it."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class ReconstructResult:
     texture: BakedTexture | None = None
     texture_message: str | None = None
     azimuth_prior: np.ndarray | None = None
+    foreground: np.ndarray | None = None
+    """(H, W) uint8 (255 = object), row 0 at the top: the foreground the intake used, at the picture's size."""
+    foreground_source: str | None = None
+    """Where it came from: 'alpha', 'mask' (painted), 'border' or 'net' (see :mod:`softras.intake`)."""
 
 
 def _bake(mesh, intake, picture: np.ndarray, camera, size: int, reporter: Reporter,
@@ -78,14 +84,14 @@ def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructR
     """Intake, generator prediction and optional refinement with viewpoint estimation (``refine_to_image``)."""
     reporter.progress(0.02, "Loading PyTorch and the engine")
     engine.load()
-    from softras.intake import IntakeSettings, prepare_array
+    from softras.intake import IntakeSettings, foreground_mask, prepare_array
 
     reporter.check()
     reporter.progress(0.1, "Loading the generator")
     model = engine.reconstructor(request.weights, request.device)
     reporter.check()
     reporter.progress(0.2, "Preparing the image")
-    intake = prepare_array(request.image.srgb(), None, IntakeSettings(size=model.image_size))
+    intake = prepare_array(request.image.srgb(), request.mask, IntakeSettings(size=model.image_size))
     reporter.check()
     reporter.progress(0.3, "Predicting the mesh" + (" and refining it to the picture's silhouette" if request.refine_steps else ""))
 
@@ -102,7 +108,7 @@ def reconstruct(request: ReconstructRequest, reporter: Reporter) -> ReconstructR
                                  result.azimuth_prior)
     prior = None if result.azimuth_prior is None else result.azimuth_prior.numpy()
     return ReconstructResult(mesh.vertices.numpy(), mesh.faces.numpy(), mesh.vertex_colors.numpy(), iou, texture, message,
-                             prior)
+                             prior, foreground_mask(intake), intake.foreground_source)
 
 
 @dataclass(frozen=True)

@@ -306,7 +306,7 @@ def test_reconstruct_without_texture_makes_no_image(addon):
     assert bpy.ops.softras.reconstruct() == {"FINISHED"}
     obj = bpy.data.objects["blob"]
     assert [s.material.name for s in obj.material_slots] == [scene_io.MATERIAL_NAME] and len(obj.data.uv_layers) == 0
-    assert list(bpy.data.images.keys()) == ["blob.png"]
+    assert sorted(bpy.data.images.keys()) == ["blob foreground", "blob.png"]  # the foreground it used, no texture
 
 
 def test_reconstruct_of_a_small_picture_falls_back_to_vertex_colours(addon):
