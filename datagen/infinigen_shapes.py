@@ -84,7 +84,8 @@ STRAY_AREA = 0.01  # a connected piece with less than this share of the area, ap
 
 def plan(count: int, first_seed: int = 0) -> list[tuple[Factory, int]]:
     """The jobs of a pack of ``count`` shapes: each factory's share of it (largest remainders), seeds from
-    ``first_seed``; ordered by factory, then seed."""
+    ``first_seed``. Interleaved: the k-th of a factory's n jobs comes at (k + 1/2) / n of the list, so a run
+    stopped part way has made every factory's share of what it made."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     shares = np.array([f.share for f in FACTORIES])
@@ -92,7 +93,8 @@ def plan(count: int, first_seed: int = 0) -> list[tuple[Factory, int]]:
     counts = np.floor(exact).astype(int)
     for i in np.argsort(-(exact - counts), kind="stable")[: count - counts.sum()]:
         counts[i] += 1
-    return [(f, first_seed + k) for f, n in zip(FACTORIES, counts) for k in range(n)]
+    jobs = [((k + 0.5) / n, i, f, first_seed + k) for i, (f, n) in enumerate(zip(FACTORIES, counts)) for k in range(n)]
+    return [(f, seed) for _, _, f, seed in sorted(jobs, key=lambda j: j[:2])]
 
 
 def job_name(factory: Factory, seed: int) -> str:
@@ -156,6 +158,16 @@ def _drop_strays(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return keep
 
 
+def _inside_bulk(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Faces to keep: all but those reaching far outside the bulk of the shape (2nd to 98th percentile of the
+    vertices on each axis, widened by half the largest of those ranges): the few exploded vertices that some
+    assets' geometry nodes leave thousands of metres away."""
+    lo, hi = (np.percentile(vertices, q, axis=0, method="nearest") for q in (2, 98))
+    margin = 0.5 * (hi - lo).max()
+    inside = ((vertices >= lo - margin) & (vertices <= hi + margin)).all(1)
+    return inside[faces].all(1)
+
+
 def to_data_frame(vertices: np.ndarray, turns: int) -> np.ndarray:
     """Blender Z-up (front +X) -> the data's Y-up frame (x, y, z) = (X, Z, -Y), then ``turns`` quarter turns
     about +y (x -> -z each), then centred on its bounding box and scaled to a largest extent of 1. float32."""
@@ -188,9 +200,14 @@ def convert(raw: dict[str, np.ndarray], category: str) -> dict[str, np.ndarray]:
     """One raw Infinigen mesh -> one shape's arrays (vertices, faces, face_colors, voxels, voxels_shell, has_color,
     color_share). Raises ValueError naming why a shape is dropped."""
     vertices, faces = raw["vertices"].astype(np.float64), raw["faces"].astype(np.int64)
-    if len(faces) == 0:
+    tri = vertices[faces]
+    keep = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) > 1e-12  # not degenerate
+    if not keep.any():
         raise ValueError("no faces")
-    keep = _drop_strays(vertices, faces)
+    keep &= _inside_bulk(vertices, faces)
+    if not keep.any():
+        raise ValueError("no faces")
+    keep[keep] = _drop_strays(vertices, faces[keep])
     faces, colors, has = faces[keep], raw["face_colors"][keep], raw["face_has_color"][keep]
     used, faces = np.unique(faces, return_inverse=True)
     faces = faces.reshape(-1, 3)
@@ -206,7 +223,7 @@ def convert(raw: dict[str, np.ndarray], category: str) -> dict[str, np.ndarray]:
     share = float(area[has].sum() / max(area.sum(), 1e-12))
     return {"vertices": v, "faces": faces.astype(np.int32), "face_colors": colors.astype(np.uint8),
             "voxels": voxels, "voxels_shell": shell, "has_color": np.bool_(share >= 0.5),
-            "color_share": np.float64(share), "stray_faces": np.int64((~keep).sum())}
+            "color_share": np.float64(share), "removed_faces": np.int64((~keep).sum())}
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> Path:
@@ -238,8 +255,9 @@ class _Progress:
                   f"ETA {_format_time(eta)}", flush=True)
 
 
-def _spawn(python: Path, raw_dir: Path, jobs: list[str], workers: int, on_record) -> None:
-    """Run the jobs in ``workers`` Infinigen processes (round-robin shards); ``on_record(dict)`` per finished job."""
+def _spawn(python: Path, raw_dir: Path, jobs: list[str], workers: int, on_record, minutes: float | None) -> None:
+    """Run the jobs in ``workers`` Infinigen processes (round-robin shards); ``on_record(dict)`` per finished job.
+    After ``minutes`` (None: no limit) the workers are stopped; the jobs they had not finished stay to do."""
     shards = [jobs[k::workers] for k in range(workers) if jobs[k::workers]]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
     procs = [subprocess.Popen([str(python), str(WORKER), "--raw", str(raw_dir), "--jobs", *shard],
@@ -254,16 +272,31 @@ def _spawn(python: Path, raw_dir: Path, jobs: list[str], workers: int, on_record
     threads = [threading.Thread(target=pump, args=(p,), daemon=True) for p in procs]
     for t in threads:
         t.start()
+    stopped = threading.Event()
+    if minutes is not None:
+        def stop() -> None:
+            stopped.set()
+            for p in procs:
+                p.terminate()
+
+        timer = threading.Timer(60 * minutes, stop)
+        timer.daemon = True
+        timer.start()
     for p, t in zip(procs, threads):
         p.wait()
         t.join()
-        if p.returncode != 0:
+        if p.returncode != 0 and not stopped.is_set():
             raise RuntimeError(f"an Infinigen worker exited with code {p.returncode}")
+    if minutes is not None:
+        timer.cancel()
+    if stopped.is_set():
+        print(f"stopped after {minutes:g} minutes; the next run goes on where this one stopped", flush=True)
 
 
 def generate(out: Path, count: int, first_seed: int, workers: int, work: Path, python: Path,
-             max_faces: int = 8000) -> dict:
-    """Make (or resume) every shape of the plan, write the pack and its report; returns the report."""
+             minutes: float | None = None) -> dict:
+    """Make (or resume) the shapes of the plan (for at most ``minutes``), write the pack of those made so far and
+    its report; returns the report."""
     jobs = plan(count, first_seed)
     raw_dir, shape_dir = work / "raw", work / "shapes"
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +332,7 @@ def generate(out: Path, count: int, first_seed: int, workers: int, work: Path, p
                 shape = convert(raw, factory.category)
                 _save_npz(shape_dir / f"{name}.npz", shape)
                 out_rec.update(status="ok", faces=int(len(shape["faces"])), color_share=float(shape["color_share"]),
-                               raw_faces=int(len(raw["faces"])), stray_faces=int(shape["stray_faces"]),
+                               raw_faces=int(len(raw["faces"])), removed_faces=int(shape["removed_faces"]),
                                stage_seconds=[float(x) for x in raw["seconds"]])
             except ValueError as exc:
                 out_rec.update(status="dropped", error=str(exc))
@@ -308,7 +341,7 @@ def generate(out: Path, count: int, first_seed: int, workers: int, work: Path, p
 
     if pending:
         torch.set_num_threads(1)
-        _spawn(python, raw_dir, [f"{by_name[n][0].name}:{by_name[n][1]}" for n in pending], workers, on_raw)
+        _spawn(python, raw_dir, [f"{by_name[n][0].name}:{by_name[n][1]}" for n in pending], workers, on_raw, minutes)
     return write_pack(out, jobs, records, shape_dir, workers)
 
 
@@ -384,12 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=ROOT / "cache" / "infinigen", help="cache of raw meshes and shapes")
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv-infinigen", help="Infinigen's own environment")
+    parser.add_argument("--max-minutes", type=float, help="stop making shapes after this long and pack those made")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
     python = ensure_environment(args.venv)
     start = time.monotonic()
-    report = generate(args.out, args.count, args.first_seed, args.workers, args.work, python)
+    report = generate(args.out, args.count, args.first_seed, args.workers, args.work, python, args.max_minutes)
     print(f"{report['shapes']} of {report['planned']} shapes in {args.out} ({_format_time(time.monotonic() - start)}); "
           f"report: {args.out.with_suffix('.report.json')}", flush=True)
     return 0
