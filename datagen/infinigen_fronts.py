@@ -9,7 +9,9 @@ real training-split models of the matching category, separately for each source 
 The score is the soft IoU of the two mean grids: sum(min) / sum(max). A category is **ambiguous** when the best turn
 beats the runner-up by less than ``--margin``: round tables, cups, vases and bottles look alike from every side.
 
-Prints one line per (category, source) and a JSON summary with the turn to add to
+Beside it, the median bounding-box extents (x, y, z) of both, i.e. their proportions (the largest extent is 1): where
+the pack's lie outside the real models' the factories' parameters need widening or reweighting. Prints one line per
+(category, source) and a JSON summary with the turn to add to
 :data:`datagen.infinigen_shapes.FRONT_TURNS` (0 when the pack already faces like the real data).
 """
 
@@ -44,6 +46,12 @@ def mean_grid(shapes: Shapes, rows: np.ndarray) -> np.ndarray:
     return bits.reshape(-1, 32, 32, 32).mean(0)
 
 
+def median_extents(shapes: Shapes, rows: np.ndarray) -> list[float]:
+    """Median bounding-box extents (x, y, z) of the given models: their proportions (the largest extent is 1)."""
+    ext = [np.ptp(shapes.vertices[shapes.vert_offsets[i]:shapes.vert_offsets[i + 1]], axis=0) for i in rows]
+    return [round(float(x), 3) for x in np.median(np.stack(ext), axis=0)]
+
+
 def soft_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.minimum(a, b).sum() / max(np.maximum(a, b).sum(), 1e-12))
 
@@ -67,7 +75,9 @@ def measure(pack: Shapes, real: Shapes, real_source: np.ndarray, margin: float) 
             order = np.argsort(scores)[::-1]
             out.append({"category": category, "real": target, "source": source, "models": len(rows),
                         "scores": [round(s, 4) for s in scores], "best_turn": int(order[0]),
-                        "ambiguous": bool(scores[order[0]] - scores[order[1]] < margin)})
+                        "ambiguous": bool(scores[order[0]] - scores[order[1]] < margin),
+                        "extents_real": median_extents(real, rows),
+                        "extents_pack": median_extents(pack, np.nonzero(pack.category == category)[0])})
     return out
 
 
@@ -87,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             turns = "  ".join(f"{t}: {s:.3f}" for t, s in enumerate(r["scores"]))
             flag = "  AMBIGUOUS" if r["ambiguous"] else ""
             print(f"{r['category']:>10} vs {r['source']:<12} ({r['models']:>3} models)  {turns}  -> turn "
-                  f"{r['best_turn']}{flag}")
+                  f"{r['best_turn']}{flag}; median extents x, y, z: real {r['extents_real']}, "
+                  f"pack {r['extents_pack']}")
     print(json.dumps(rows))
     return 0
 
