@@ -81,7 +81,7 @@ def test_the_rule_uses_the_network_on_light_neutral_backdrops_only(tmp_path):
     everything = str(constant_weights(tmp_path / "all.pt", 20.0))  # a network that takes the whole picture
     auto = IntakeSettings(foreground_weights=everything)
     border = IntakeSettings(foreground="border", foreground_weights=everything)
-    for background, expected in (((255, 255, 255), "net"), ((226, 226, 226), "net"), ((200, 40, 40), "border"),
+    for background, expected in (((255, 255, 255), "combined"), ((226, 226, 226), "combined"), ((200, 40, 40), "border"),
                                  ((30, 30, 30), "border"), ((150, 150, 150), "border")):
         result = prepare_array(picture(background), settings=auto)
         assert result.foreground_source == expected, background
@@ -91,6 +91,27 @@ def test_the_rule_uses_the_network_on_light_neutral_backdrops_only(tmp_path):
             assert result.crop_box[2] - result.crop_box[0] == round(96 / IntakeSettings.fill)
     forced = prepare_array(picture((200, 40, 40)), settings=IntakeSettings(foreground="net", foreground_weights=everything))
     assert forced.foreground_source == "net"
+    alone = prepare_array(picture(), settings=IntakeSettings(light_method="net", foreground_weights=everything))
+    assert alone.foreground_source == "net" and alone.crop_box == forced.crop_box
+
+
+def test_combined_keeps_border_pixels_the_network_accepts_and_adds_those_it_is_sure_of(tmp_path):
+    torch.manual_seed(0)
+    net = ForegroundNet(TINY)
+    with torch.no_grad():  # probability sigmoid(0.5) = 0.62: keeps the border estimate's pixels, adds none
+        net.head.weight.zero_()
+        net.head.bias.fill_(0.5)
+    unsure = str(save_foreground(tmp_path / "unsure.pt", net, {}))
+    combined = prepare_array(picture(), settings=IntakeSettings(foreground="combined", foreground_weights=unsure))
+    border = prepare_array(picture(), settings=IntakeSettings(foreground="border"))
+    assert combined.foreground_source == "combined" and torch.equal(combined.rgba, border.rgba)
+    settings = IntakeSettings(foreground="combined", foreground_weights=unsure, net_keep=0.7)  # now it rejects them
+    with pytest.raises(ValueError, match="network found no object"):
+        prepare_array(picture(), settings=settings)
+    auto = IntakeSettings(foreground_weights=unsure, net_keep=0.7)
+    assert prepare_array(picture(), settings=auto).foreground_source == "border"  # 'auto': nothing left, the fallback
+    with pytest.raises(ValueError, match="light_method"):
+        IntakeSettings(light_method="border")
 
 
 def test_a_network_finding_nothing_falls_back_to_the_border_estimate(tmp_path):

@@ -7,13 +7,14 @@ longer side ``fill`` of the frame. :func:`load_image` (a file) and :func:`prepar
 picture into that form:
 
 1. Foreground, in this order: a user mask if one is given (it overrides the image's own alpha), else the
-   image's alpha channel if it is not fully opaque, else, for an opaque picture, one of two estimates chosen per
-   picture by ``IntakeSettings.foreground`` (default 'auto'): the foreground network (:mod:`softras.foreground`)
-   where the border strip's median colour is a light, neutral studio backdrop (luminance >=
-   ``light_backdrop``, chroma <= ``neutral_backdrop``: white and light-grey product photos, with their contact
-   shadows, gradients and vignetting) and the shipped weights exist; otherwise the difference from a plain
-   background estimated from a border strip (clearly different pixels, and faint ones connected to them), which
-   is also the fallback where the network finds nothing.
+   image's alpha channel if it is not fully opaque, else, for an opaque picture, an estimate chosen per picture
+   by ``IntakeSettings.foreground`` (default 'auto'). Where the border strip's median colour is a light, neutral
+   studio backdrop (luminance >= ``light_backdrop``, chroma <= ``neutral_backdrop``: white and light-grey product
+   photos, with their contact shadows, gradients and vignetting) and the foreground network's weights exist
+   (:mod:`softras.foreground`), ``light_method``: the network alone, or 'combined' (the border estimate's pixels
+   the network does not reject, and those it is sure of). Elsewhere, and where the network finds nothing, the
+   difference from a plain background estimated from a border strip (clearly different pixels, and faint ones
+   connected to them).
 2. Crop: the foreground's bounding box, made square around its centre (outside the image: transparent),
    scaled so that its longer side is ``fill * size`` and placed like the training renders.
 3. Resampling with antialiasing on premultiplied colour, un-premultiplied at the end (no dark or white fringes).
@@ -38,6 +39,10 @@ from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 __all__ = ["IntakeSettings", "IntakeResult", "load_image", "load_picture", "load_mask", "prepare_array", "resize_rgba",
            "foreground_mask"]
+
+
+ESTIMATES = ("border", "net", "combined")
+"""The ways an opaque picture's foreground is estimated (``IntakeSettings.foreground``, ``IntakeResult.foreground_source``)."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,17 @@ class IntakeSettings:
     max_hole: float = 0.05
     """Enclosed background holes smaller than this fraction of the foreground area are filled."""
     foreground: str = "auto"
-    """How an opaque picture's foreground is found: 'border' (the border estimate), 'net' (the foreground network;
-    its weights must exist), or 'auto' (the network on a light, neutral backdrop where its weights exist, else
-    the border estimate; the border estimate too where the network finds nothing)."""
+    """How an opaque picture's foreground is found: 'border' (the border estimate), 'net' (the foreground network
+    alone; its weights must exist), 'combined' (the border estimate's pixels that the network does not reject, and
+    the pixels it is sure of: ``net_keep``, ``net_add``), or 'auto' (``light_method`` on a light, neutral backdrop
+    where the network's weights exist, else the border estimate; the border estimate too where the network finds
+    nothing)."""
+    light_method: str = "combined"
+    """'auto': the method for light, neutral backdrops, 'net' or 'combined'."""
+    net_keep: float = 0.2
+    """'combined': least network probability at which a pixel of the border estimate stays foreground."""
+    net_add: float = 0.8
+    """'combined': least network probability at which any pixel is foreground."""
     foreground_weights: str | None = None
     """The foreground network's weights file; None: the shipped ones (:func:`softras.foreground.default_foreground_path`)."""
     light_backdrop: float = 0.7
@@ -100,8 +113,9 @@ class IntakeSettings:
     def __post_init__(self) -> None:
         if self.size < 1 or self.analysis_size < 2 or self.oversample < 1 or not 0 < self.fill <= 1:
             raise ValueError(f"invalid intake settings: {self}")
-        if self.foreground not in ("auto", "border", "net"):
-            raise ValueError(f"foreground must be 'auto', 'border' or 'net', got {self.foreground!r}")
+        if self.foreground not in ("auto", *ESTIMATES) or self.light_method not in ("net", "combined"):
+            raise ValueError(f"foreground must be 'auto', 'border', 'net' or 'combined' and light_method 'net' or "
+                             f"'combined', got {self.foreground!r} and {self.light_method!r}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,7 @@ class IntakeResult:
     ``rgba``: (4, S, S) float32 in [0, 1], straight sRGB colour (0 where alpha is 0), alpha = foreground;
     ``mask``: (S, S) float32, a copy of the alpha channel; ``crop_box``: (left, top, right, bottom) of the square
     crop in original-image pixels (after EXIF orientation; may extend beyond the image, padded transparent);
-    ``foreground_source``: 'alpha', 'mask', 'border' or 'net'; ``original_size``: (W, H) after EXIF orientation;
+    ``foreground_source``: 'alpha', 'mask', 'border', 'net' or 'combined'; ``original_size``: (W, H) after EXIF orientation;
     ``foreground``: the foreground the intake used over the whole picture, (h, w) uint8 (0-255; the alpha, the mask
     or the estimate) at its working resolution (the picture's, or reduced for a large one): see
     :func:`foreground_mask` for it at the picture's size.
@@ -274,8 +288,8 @@ def _prepare(
     elif rgba.getextrema()[3][0] < 255:
         foreground, source, empty = rgba.getchannel("A"), "alpha", "the alpha channel is fully transparent"
     else:
-        foreground, backdrop, net = _opaque_foreground(rgba, settings, name)
-        source, empty = "border" if net is None else "net", "the image looks uniform"
+        foreground, backdrop, source, net = _opaque_foreground(rgba, settings, name)
+        empty = "the image looks uniform"
     frame = (0, 0, width, height)  # the part of the original that `foreground` covers
     crop_box = _crop_box(foreground, frame, settings, empty, name)
 
@@ -284,13 +298,19 @@ def _prepare(
     if reopen is not None and rgba.width < min(width, work * width / n):
         rgba = _to_rgba8(reopen(min(max(full), work * max(full) / n)))
     r = rgba.width / width
-    if source in ("border", "net") and foreground.width * n < work * width and foreground.width < rgba.width:
+    if source in ESTIMATES and foreground.width * n < work * width and foreground.width < rgba.width:
         # The object is small in a large picture, found on a reduced copy: find it again, finer, on the crop region
         # (where the copy was not reduced, the crop would be analysed at the same resolution: nothing to gain).
         region = (max(0, crop_box[0]), max(0, crop_box[1]), min(width, crop_box[2]), min(height, crop_box[3]))
         picture = rgba.crop(tuple(round(v * r) for v in region))
-        finer = _net_foreground(picture, net, settings) if net is not None else \
-            _border_foreground(picture, backdrop, settings, name)[0]
+        border = None
+        if source != "net":
+            try:
+                border = _border_foreground(picture, backdrop, settings, name)[0]
+            except ValueError:
+                if net is None:
+                    raise
+        finer = border if net is None else _net_foreground(picture, net, settings, border)
         if finer is not None:  # (the network may find nothing on the region: the first mask stays)
             foreground, frame = finer, region
             crop_box = _crop_box(foreground, frame, settings, empty, name)
@@ -298,7 +318,7 @@ def _prepare(
         box = tuple(round(v * r) for v in frame)
         alpha = Image.new("L", rgba.size)
         alpha.paste(foreground.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.BILINEAR), box[:2])
-        rgba.putalpha(_binary(alpha) if source in ("border", "net") else alpha)
+        rgba.putalpha(_binary(alpha) if source in ESTIMATES else alpha)
     x0, y0, side = round(crop_box[0] * r), round(crop_box[1] * r), max(1, round((crop_box[2] - crop_box[0]) * r))
     # Pillow pads outside the image with (0, 0, 0, 0) and resamples RGBA premultiplied.
     crop = rgba.crop((x0, y0, x0 + side, y0 + side)).resize((work, work), Image.Resampling.BILINEAR)
@@ -362,40 +382,51 @@ def _foreground_net(settings: IntakeSettings):
 
     path = settings.foreground_weights or default_foreground_path()
     net = shipped_foreground(path)
-    if net is None and (settings.foreground == "net" or settings.foreground_weights is not None):
+    if net is None and (settings.foreground in ("net", "combined") or settings.foreground_weights is not None):
         raise FileNotFoundError(f"foreground weights not found: {path}")
     return net
 
 
 def _opaque_foreground(
     rgba: Image.Image, settings: IntakeSettings, name: str
-) -> tuple[Image.Image, _Backdrop | None, object | None]:
+) -> tuple[Image.Image, _Backdrop | None, str, object | None]:
     """Foreground of an opaque picture by the rule of ``settings.foreground`` (see :class:`IntakeSettings`): an 'L'
-    image (0 or 255) at most ``analysis_size`` long, the backdrop the border estimate found (None where the
-    network's mask is used) and the network used (None for the border estimate)."""
-    if settings.foreground != "border":
-        net = _foreground_net(settings)
-        if net is not None:
-            use = settings.foreground == "net"
-            if not use:
-                color = np.median(_strip(_analysis_copy(rgba, settings), settings), axis=0) / 255
-                luma = float(color @ np.asarray([0.299, 0.587, 0.114]))
-                use = luma >= settings.light_backdrop and float(color.max() - color.min()) <= settings.neutral_backdrop
-            if use:
-                found = _net_foreground(rgba, net, settings)
-                if found is not None:
-                    return found, None, net
-                if settings.foreground == "net":
-                    raise ValueError(f"no foreground found in {name}: the foreground network found no object")
-    return (*_border_foreground(rgba, None, settings, name), None)
+    image (0 or 255) at most ``analysis_size`` long, the backdrop the border estimate found (None where it was not
+    used), the method that made the mask ('border', 'net' or 'combined') and the network (None for 'border')."""
+    method = settings.foreground
+    net = None if method == "border" else _foreground_net(settings)
+    if net is not None and method == "auto":
+        color = np.median(_strip(_analysis_copy(rgba, settings), settings), axis=0) / 255
+        luma = float(color @ np.asarray([0.299, 0.587, 0.114]))
+        light = luma >= settings.light_backdrop and float(color.max() - color.min()) <= settings.neutral_backdrop
+        method = settings.light_method if light else "border"
+    if net is not None and method in ("net", "combined"):
+        border, backdrop = None, None
+        if method == "combined":
+            try:
+                border, backdrop = _border_foreground(rgba, None, settings, name)
+            except ValueError:  # no plain border or nothing clearly different: the network alone
+                method = "net"
+        found = _net_foreground(rgba, net, settings, border)
+        if found is not None:
+            return found, backdrop, method, net
+        if settings.foreground in ("net", "combined"):
+            raise ValueError(f"no foreground found in {name}: the foreground network found no object")
+    return (*_border_foreground(rgba, None, settings, name), "border", None)
 
 
-def _net_foreground(rgba: Image.Image, net, settings: IntakeSettings) -> Image.Image | None:
-    """The foreground network's mask of a picture (probability > 0.5, cleaned as the border estimate's): an 'L'
-    image (0 or 255) at most ``analysis_size`` long, or None where it finds nothing."""
+def _net_foreground(rgba: Image.Image, net, settings: IntakeSettings, border: Image.Image | None = None) -> Image.Image | None:
+    """The foreground network's mask of a picture, cleaned as the border estimate's: an 'L' image (0 or 255) at
+    most ``analysis_size`` long, or None where it finds nothing. Alone: probability > 0.5. With the border
+    estimate's mask ``border`` (same size): its pixels where the probability exceeds ``settings.net_keep``, and any
+    pixel where it exceeds ``settings.net_add``."""
     from softras.foreground import foreground_probability
 
-    fg = foreground_probability(net, _analysis_copy(rgba, settings)) > 0.5
+    p = foreground_probability(net, _analysis_copy(rgba, settings))
+    if border is None:
+        fg = p > 0.5
+    else:
+        fg = ((np.asarray(border) > 127) & (p > settings.net_keep)) | (p > settings.net_add)
     return _clean(fg, settings) if fg.any() else None
 
 

@@ -37,7 +37,7 @@ __all__ = ["BACKDROPS", "METHODS", "ground_shadow", "product_photos", "true_mask
            "format_mask_benchmark", "HIGH_KEY_LIGHT", "shadow_photo", "ShadowOnWhite", "photo_perturbations"]
 
 BACKDROPS = ("white", "grey 226", "white, contact shadow", "high-key", "coloured")
-METHODS = ("border", "net", "auto")
+METHODS = ("border", "net", "combined", "auto")
 HIGH_KEY_LIGHT = (0.3, 1.0, -0.5, 0.8)
 """Key-light direction and ambient share of the high-key photos (mostly ambient)."""
 HIGH_KEY_EXPOSURE = 1.1
@@ -199,7 +199,7 @@ def mask_benchmark(shapes: Shapes, split: str = "val", views_per_model: int = 4,
                     truth = true_mask(alpha, result.crop_box, base.size, base.oversample)
                     scores[backdrop, method].append(_score(result.mask.numpy() > 0.5, truth))
                     if method == "auto":
-                        auto_net[backdrop].append(result.foreground_source == "net")
+                        auto_net[backdrop].append(result.foreground_source in ("net", "combined"))
         if progress is not None:
             progress(f"{n + 1}/{len(chosen)} models")
     out = MaskScores(len(chosen) * views_per_model)
