@@ -22,22 +22,13 @@ import json
 
 import numpy as np
 
+from datagen.infinigen_shapes import quarter_turn
 from softras.data import Shapes, split_by_model
 
 # pack category -> the real data's category it should face like
 REAL_CATEGORY = {"chair": "chair", "table": "table", "desk": "desk", "bed": "bed", "sofa": "sofa",
                  "bookcase": "bookcase", "cabinet": "wardrobe", "bathtub": "bathtub", "toilet": "toilet",
                  "cup": "cup", "bottle": "bottle", "vase": "vase"}
-
-
-def quarter_turn(grids: np.ndarray, turns: int) -> np.ndarray:
-    """Occupancy grids (..., 32, 32, 32) indexed [x, y, z] turned ``turns`` quarter turns about +y, each turn
-    taking a point (x, y, z) to (z, y, -x) as :func:`datagen.infinigen_shapes.to_data_frame` does."""
-    out = grids
-    for _ in range(turns % 4):
-        # new[i, j, k] = old at the point (x, z) = (-z', x'): old[31 - k, j, i]
-        out = np.flip(out, axis=-3).swapaxes(-3, -1)
-    return out
 
 
 def mean_grid(shapes: Shapes, rows: np.ndarray) -> np.ndarray:

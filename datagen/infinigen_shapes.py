@@ -71,12 +71,14 @@ FACTORIES = (
     Factory("CupFactory", "cup", 0.04), Factory("BottleFactory", "bottle", 0.04), Factory("VaseFactory", "vase", 0.04),
 )
 
-# Quarter turns about +Y (counter-clockwise seen from above, i.e. x -> -z) that bring an Infinigen asset's front
-# (+X in Blender, +x here) to where the real models of its category face. Measured by
-# `python -m datagen.infinigen_fronts` (category-mean silhouettes under the four turns against the real training
-# models'); categories the real data lacks, or where the four turns score alike (round tables, cups, vases,
-# bottles, lamps), take the common convention of the real data: front towards -z.
-FRONT_TURNS = defaultdict(lambda: 1)
+# Quarter turns about +y (each takes x to -z) that bring an Infinigen asset's front (+X in Blender, +x here) to where
+# the real models of its category face. Measured by `python -m datagen.infinigen_fronts` (category-mean occupancy
+# under the four turns against the real training models'): one turn (front towards -z, facing the azimuth-0 camera)
+# for chairs, sofas, toilets and cups; tables score best turned a quarter further (their long side along x, as the
+# real tables'), and which of the two long sides is the front cannot be told. Beds, desks, bookcases, bathtubs and
+# cabinets score alike front and back; bottles and vases alike from every side; lamps and sinks have no real
+# counterpart: they take the real data's common convention, front towards -z.
+FRONT_TURNS = defaultdict(lambda: 1, table=0)
 
 MIN_SHELL_VOXELS = 100  # fewer occupied voxels (of 32^3; the largest extent alone spans 32): a line, a few sticks
 STRAY_AREA = 0.01  # a connected piece with less than this share of the area, apart from the rest, is dropped
@@ -168,6 +170,29 @@ def _inside_bulk(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return inside[faces].all(1)
 
 
+def quarter_turn(grids: np.ndarray, turns: int) -> np.ndarray:
+    """Occupancy grids (..., R, R, R) indexed [x, y, z] turned ``turns`` quarter turns about +y, each taking a
+    point (x, y, z) to (z, y, -x) as :func:`to_data_frame` does. Exact: the grid is symmetric under these turns."""
+    out = grids
+    for _ in range(turns % 4):  # new[i, j, k] = old at the point (x, z) = (-z', x'): old[R - 1 - k, j, i]
+        out = np.flip(out, axis=-3).swapaxes(-3, -1)
+    return out
+
+
+def turned(shape: dict[str, np.ndarray], turns: int) -> dict[str, np.ndarray]:
+    """A converted shape turned ``turns`` more quarter turns about +y: vertices and both voxel grids, exactly."""
+    out = dict(shape)
+    v = shape["vertices"]
+    for _ in range(turns % 4):
+        v = np.stack([v[:, 2], v[:, 1], -v[:, 0]], 1)
+    out["vertices"] = np.ascontiguousarray(v)
+    for key in ("voxels", "voxels_shell"):
+        grid = quarter_turn(unpack_voxels(shape[key]).numpy(), turns)
+        out[key] = np.packbits(np.ascontiguousarray(grid).ravel())
+    out["turns"] = np.int64((int(shape["turns"]) + turns) % 4)
+    return out
+
+
 def to_data_frame(vertices: np.ndarray, turns: int) -> np.ndarray:
     """Blender Z-up (front +X) -> the data's Y-up frame (x, y, z) = (X, Z, -Y), then ``turns`` quarter turns
     about +y (x -> -z each), then centred on its bounding box and scaled to a largest extent of 1. float32."""
@@ -222,7 +247,8 @@ def convert(raw: dict[str, np.ndarray], category: str) -> dict[str, np.ndarray]:
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     share = float(area[has].sum() / max(area.sum(), 1e-12))
     return {"vertices": v, "faces": faces.astype(np.int32), "face_colors": colors.astype(np.uint8),
-            "voxels": voxels, "voxels_shell": shell, "has_color": np.bool_(share >= 0.5),
+            "voxels": voxels, "voxels_shell": shell, "turns": np.int64(FRONT_TURNS[category] % 4),
+            "has_color": np.bool_(share >= 0.5),
             "color_share": np.float64(share), "removed_faces": np.int64((~keep).sum())}
 
 
@@ -354,7 +380,8 @@ def write_pack(out: Path, jobs: list[tuple[Factory, int]], records: dict, shape_
         name = job_name(factory, seed)
         if records.get(name, {}).get("status") != "ok":
             continue
-        shape = np.load(shape_dir / f"{name}.npz")
+        shape = dict(np.load(shape_dir / f"{name}.npz"))
+        shape = turned(shape, FRONT_TURNS[factory.category] - int(shape["turns"]))  # fronts measured after making
         for k in keys:
             parts[k].append(shape[k])
         category.append(factory.category)

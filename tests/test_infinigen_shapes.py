@@ -61,8 +61,22 @@ def test_quarter_turn_of_voxels_matches_turning_the_mesh():
     turned_v = np.stack([v[:, 2], v[:, 1], -v[:, 0]], 1)  # the turn of to_data_frame
     turned = unpack_voxels(shapes_file_voxels(torch.from_numpy(turned_v),
                                               torch.from_numpy(f.astype(np.int64)))[1]).numpy()
-    assert np.array_equal(fronts.quarter_turn(ref, 1), turned)
-    assert np.array_equal(fronts.quarter_turn(ref, 4), ref)
+    assert np.array_equal(gen.quarter_turn(ref, 1), turned)
+    assert np.array_equal(gen.quarter_turn(ref, 4), ref)
+
+
+def test_a_made_shape_turns_exactly_as_if_made_turned(monkeypatch):
+    raw = _table_raw()
+    raw["vertices"] = raw["vertices"] * np.array([1.0, 0.6, 1.0], np.float32) + np.array([0.2, 0, 0], np.float32)
+    monkeypatch.setitem(gen.FRONT_TURNS, "table", 1)
+    once = gen.convert(raw, "table")
+    monkeypatch.setitem(gen.FRONT_TURNS, "table", 3)
+    direct = gen.convert(raw, "table")
+    later = gen.turned(once, 2)
+    assert int(later["turns"]) == 3
+    assert np.allclose(later["vertices"], direct["vertices"], atol=1e-6)
+    for key in ("voxels", "voxels_shell"):
+        assert np.array_equal(later[key], direct[key]), key
 
 
 def test_stray_pieces_apart_from_the_rest_are_dropped():
