@@ -100,6 +100,11 @@ def views_per_model(command: str) -> int:
     return int(words[words.index("--views-per-model") + 1]) if "--views-per-model" in words else 4
 
 
+def _dated(dates: dict | None, path: str) -> str:
+    """' (run DATE, written to PATH)' where the recipe's [evaluation] dates the output file, else ''."""
+    return f" (run {dates[path]}, written to `{path}`)" if dates and path in dates else ""
+
+
 def _interval(report: dict) -> str:
     low, high = report["voxel_iou_interval"]
     return f"[{low:.4f}, {high:.4f}]"
@@ -310,7 +315,7 @@ def _sources(parts: list[dict]) -> list[str]:
 
 
 def evaluation(result: dict, command: str, eye_level: dict | None = None, eye_level_command: str = "",
-               validation: dict | None = None) -> list[str]:
+               validation: dict | None = None, dates: dict | None = None) -> list[str]:
     """The card's evaluation: protocol, the headline figures with their intervals, robustness, per category."""
     intake, direct = result["intake"], result["direct"]
     other = result.get("other_cameras")
@@ -323,7 +328,9 @@ def evaluation(result: dict, command: str, eye_level: dict | None = None, eye_le
         "95% bootstrap over the validation models (whole models resampled, `softras.evaluate.bootstrap_interval`). "
         "With one model in most categories, two generators are told apart on the same pictures "
         "(`scripts/compare_weights.py`, a paired interval), not by these unpaired figures."),
-        *para(f"Commands: `{command}`" + (f"; eye level: `{eye_level_command}`" if eye_level else "") + "."),
+        *para(f"Commands{_dated(dates, 'models/eval.json')}: `{command}`"
+              + (f"; eye level{_dated(dates, 'models/eval_eye_level.json')}: `{eye_level_command}`" if eye_level else "")
+              + "."),
         "| pictures | voxel IoU | 95% interval | silhouette IoU |",
         "|---|---:|---:|---:|",
         f"| standard camera (elevation 30 degrees, distance 2.732) | **{intake['mean_voxel_iou']:.4f}** | "
@@ -424,7 +431,8 @@ def card(path: Path, eval_result: dict | None = None, eval_command: str = EVAL_C
         *details(path, model, meta), *USES.splitlines(), "", *architecture(model, meta), *training_data(cfg, meta)]
     lines += recipe_section(recipe, meta) if recipe else ledger_section(meta)
     if eval_result is not None:
-        lines += evaluation(eval_result, eval_command, eye_level, eye_level_command, meta.get("validation"))
+        lines += evaluation(eval_result, eval_command, eye_level, eye_level_command, meta.get("validation"),
+                            (recipe or {}).get("evaluation"))
     else:
         val = meta["validation"]
         lines += ["## Evaluation", "", *para(

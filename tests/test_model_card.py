@@ -120,8 +120,7 @@ def test_the_recipe_matches_the_shipped_weights_ledger():
 def test_the_committed_card_is_what_the_generator_writes():
     module = _model_card()
     result = json.loads((ROOT / "models" / "eval.json").read_text())
-    eye_path = ROOT / "models" / "eval_eye_level.json"
-    eye = json.loads(eye_path.read_text()) if eye_path.exists() else None
+    eye = json.loads((ROOT / "models" / "eval_eye_level.json").read_text())
     text = module.card(WEIGHTS, result, module.EVAL_COMMAND, eye, module.EYE_LEVEL_COMMAND)
     assert text == (ROOT / "models" / "README.md").read_text()
     assert len(text.splitlines()) < 250 and all(len(line) <= 120 for line in _prose(text))
@@ -131,6 +130,8 @@ def test_the_committed_card_is_what_the_generator_writes():
                     "## Training recipe", "## Evaluation", "### Robustness", "### Per category", "## Limitations",
                     "## Citation"):
         assert section in text
-    if eye is not None:
-        assert f"| eye level (elevation 0) | **{eye['intake']['mean_voxel_iou']:.4f}** |" in text
+    assert f"| eye level (elevation 0) | **{eye['intake']['mean_voxel_iou']:.4f}** |" in text
+    dates = module.read_recipe(version)["evaluation"]
+    for name in ("models/eval.json", "models/eval_eye_level.json"):  # each figure names its command and date
+        assert f"(run {dates[name]}, written to `{name}`)" in " ".join(text.split())
     assert f"**{result['other_cameras']['mean_voxel_iou']:.4f}**" in text
