@@ -148,51 +148,93 @@ def _mesh_objects(root) -> list:
     return out
 
 
+def _triangles(obj, depsgraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, list] | None:
+    """One part as world-space triangles: vertices (V, 3) float64, triangles (T, 3) int64, material slot per
+    triangle (T,) int64, and its materials; None without geometry. Modifiers applied, curves turned into meshes."""
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        if mesh is None or len(mesh.vertices) == 0:
+            return None
+        mesh.calc_loop_triangles()
+        co = np.empty(len(mesh.vertices) * 3, np.float64)
+        mesh.vertices.foreach_get("co", co)
+        matrix = np.array(obj.matrix_world, np.float64)
+        co = co.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+        tris = np.empty(len(mesh.loop_triangles) * 3, np.int64)
+        mesh.loop_triangles.foreach_get("vertices", tris)
+        slots = np.empty(len(mesh.loop_triangles), np.int64)
+        mesh.loop_triangles.foreach_get("material_index", slots)
+        slots_of = mesh.materials if len(mesh.materials) else [s.material for s in evaluated.material_slots]
+        materials = [None if m is None else m.original for m in slots_of]  # the datablocks, not evaluated copies
+        return co, tris.reshape(-1, 3), slots, materials
+    finally:
+        evaluated.to_mesh_clear()
+
+
 def _single_mesh(root):
-    """Join the asset's parts into one mesh object with modifiers and transforms applied; returns it."""
-    import bpy
-
-    parts = _mesh_objects(root)
-    if not parts:
-        raise ValueError("the asset has no mesh geometry")
-    for obj in bpy.context.scene.objects:
-        obj.select_set(obj in parts)
-    bpy.context.view_layer.objects.active = parts[0]
-    for obj in parts:
-        obj.hide_set(False)
-        obj.hide_viewport = False
-    bpy.ops.object.convert(target="MESH")  # applies modifiers (and turns curves into meshes)
-    parts = [o for o in bpy.context.selected_objects if o.type == "MESH"]
-    for obj in parts:  # keep world placement, drop the hierarchy
-        matrix = obj.matrix_world.copy()
-        obj.parent = None
-        obj.matrix_world = matrix
-    bpy.ops.object.select_all(action="DESELECT")
-    for obj in parts:
-        obj.select_set(True)
-    bpy.context.view_layer.objects.active = parts[0]
-    if len(parts) > 1:
-        bpy.ops.object.join()
-    joined = bpy.context.view_layer.objects.active
-    bpy.ops.object.transform_apply(location=True, rotation=True, scale=True)
-    for obj in list(bpy.context.scene.objects):
-        if obj is not joined:
-            bpy.data.objects.remove(obj, do_unlink=True)
-    return joined
-
-
-def _triangulate_and_decimate(obj, max_faces: int) -> None:
-    """Merge coincident vertices, triangulate, and collapse-decimate until the mesh has at most ``max_faces``
-    (degenerate triangles are left for the pack's conversion to drop)."""
+    """The asset's parts as one triangle mesh object (modifiers and transforms applied), its vertices and triangles
+    in an order fixed by the geometry, not by the parts' names or the order Blender lists them in, so that the same
+    asset gives the same arrays after any earlier job; coincident vertices merged. Every other object is removed."""
     import bmesh
     import bpy
 
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    pieces = [p for p in (_triangles(obj, depsgraph) for obj in _mesh_objects(root)) if p is not None]
+    if not pieces:
+        raise ValueError("the asset has no mesh geometry")
+    pieces.sort(key=lambda p: (len(p[1]), len(p[0]), *np.round(p[0].mean(0), 6), *np.round(p[0].min(0), 6)))
+    materials, vertices, triangles, slots, offset = [], [], [], [], 0
+    for co, tris, slot, mats in pieces:
+        index = []
+        for m in mats or [None]:
+            if m not in materials:
+                materials.append(m)
+            index.append(materials.index(m))
+        vertices.append(co)
+        triangles.append(tris + offset)
+        slots.append(np.asarray(index)[np.clip(slot, 0, len(index) - 1)])
+        offset += len(co)
+    vertices, triangles, slots = np.concatenate(vertices), np.concatenate(triangles), np.concatenate(slots)
+    # Blender may list a part's vertices and triangles in another order from one run to the next: put them in a
+    # canonical one (vertices sorted by position; each triangle starting at its lowest vertex, winding kept, then
+    # sorted by its vertices and material)
+    order = np.lexsort((vertices[:, 2], vertices[:, 1], vertices[:, 0]))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    vertices, triangles = vertices[order], rank[triangles]
+    first = triangles.argmin(1)
+    triangles = np.take_along_axis(triangles, (first[:, None] + np.arange(3)) % 3, axis=1)
+    order = np.lexsort((slots, triangles[:, 2], triangles[:, 1], triangles[:, 0]))
+    triangles, slots = triangles[order], slots[order]
+    for obj in list(bpy.context.scene.objects):
+        bpy.data.objects.remove(obj, do_unlink=True)
+    mesh = bpy.data.meshes.new("asset")
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+    mesh.loops.add(3 * len(triangles))
+    mesh.loops.foreach_set("vertex_index", triangles.astype(np.int32).ravel())
+    mesh.polygons.add(len(triangles))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * len(triangles), 3, dtype=np.int32))
+    mesh.polygons.foreach_set("material_index", slots.astype(np.int32))
+    mesh.update(calc_edges=True)
+    for m in materials:
+        mesh.materials.append(m)
     bm = bmesh.new()
-    bm.from_mesh(obj.data)
+    bm.from_mesh(mesh)
     bmesh.ops.remove_doubles(bm, verts=bm.verts, dist=1e-6)
-    bmesh.ops.triangulate(bm, faces=bm.faces)
-    bm.to_mesh(obj.data)
+    bm.to_mesh(mesh)
     bm.free()
+    obj = bpy.data.objects.new("asset", mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def _decimate(obj, max_faces: int) -> None:
+    """Collapse-decimate until the triangle mesh has at most ``max_faces`` (degenerate triangles are left for the
+    pack's conversion to drop)."""
+    import bpy
+
     bpy.context.view_layer.objects.active = obj
     for _ in range(4):
         count = len(obj.data.polygons)
@@ -294,7 +336,7 @@ def make_asset(factories: dict[str, type], name: str, seed: int, max_faces: int)
     spawned = time.process_time()
     with _quiet():
         obj = _single_mesh(asset)
-        _triangulate_and_decimate(obj, max_faces)
+        _decimate(obj, max_faces)
     cleaned = time.process_time()
     if len(obj.data.polygons) == 0:
         raise ValueError("the asset has no faces")

@@ -215,12 +215,12 @@ def test_worker_makes_the_same_asset_whatever_ran_before_it(tmp_path):
                              text=True, timeout=600, check=True)
         return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
-    alone = run(tmp_path / "a", ["TableDiningFactory:3"])
-    after = run(tmp_path / "b", ["ChairFactory:1", "TableDiningFactory:3"])
+    alone = run(tmp_path / "a", ["ChairFactory:2"])  # a chair of several parts, each with its own material
+    after = run(tmp_path / "b", ["SofaFactory:3", "ChairFactory:2"])
     assert alone[0]["status"] == "ok" and after[1]["status"] == "ok", (alone, after)
-    a, b = np.load(tmp_path / "a" / "TableDiningFactory_3.npz"), np.load(tmp_path / "b" / "TableDiningFactory_3.npz")
+    a, b = np.load(tmp_path / "a" / "ChairFactory_2.npz"), np.load(tmp_path / "b" / "ChairFactory_2.npz")
     for key in ("vertices", "faces", "face_colors", "face_has_color"):
         assert np.array_equal(a[key], b[key]), key
     assert len(a["faces"]) <= 8000
-    again = run(tmp_path / "a", ["TableDiningFactory:3", "NoSuchFactory:0"])
+    again = run(tmp_path / "a", ["ChairFactory:2", "NoSuchFactory:0"])
     assert again[0]["status"] == "skipped" and again[1]["status"] == "failed" and "unknown factory" in again[1]["error"]
