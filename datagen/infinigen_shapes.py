@@ -54,9 +54,13 @@ class Factory:
     share: float
 
 
+# Left out, as measured: BarChairFactory (bar stools: every one of a first sample failed the seat test, and the nearest
+# real shape of such stools scores a voxel IoU of 0.065), KitchenCabinetFactory (rows of kitchen units, long and flat,
+# unlike any real cabinet or wardrobe; a fifth of their faces coloured); BedFactory is built without its cloth
+# simulations (datagen/infinigen_worker.py).
 FACTORIES = (
-    Factory("ChairFactory", "chair", 0.07), Factory("OfficeChairFactory", "chair", 0.04),
-    Factory("ArmChairFactory", "chair", 0.03), Factory("BarChairFactory", "chair", 0.02),
+    Factory("ChairFactory", "chair", 0.09), Factory("OfficeChairFactory", "chair", 0.04),
+    Factory("ArmChairFactory", "chair", 0.03),
     Factory("TableDiningFactory", "table", 0.05), Factory("CoffeeTableFactory", "table", 0.03),
     Factory("SideTableFactory", "table", 0.03), Factory("TableCocktailFactory", "table", 0.03),
     Factory("SimpleDeskFactory", "desk", 0.06),
@@ -64,7 +68,7 @@ FACTORIES = (
     Factory("SofaFactory", "sofa", 0.07),
     Factory("SimpleBookcaseFactory", "bookcase", 0.03), Factory("LargeShelfFactory", "bookcase", 0.03),
     Factory("CellShelfFactory", "bookcase", 0.02),
-    Factory("SingleCabinetFactory", "cabinet", 0.03), Factory("KitchenCabinetFactory", "cabinet", 0.03),
+    Factory("SingleCabinetFactory", "cabinet", 0.06),
     Factory("BathtubFactory", "bathtub", 0.05), Factory("ToiletFactory", "toilet", 0.05),
     Factory("StandingSinkFactory", "sink", 0.05),
     Factory("FloorLampFactory", "lamp", 0.03), Factory("DeskLampFactory", "lamp", 0.03),
