@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from softras.data import Shapes, split_by_model
 from softras.foreground import (FORMAT, ForegroundConfig, ForegroundNet, ForegroundWeightsError, load_foreground,
@@ -79,7 +80,7 @@ def test_weights_round_trip_and_every_check(tmp_path):
 
 def test_the_rule_uses_the_network_on_light_neutral_backdrops_only(tmp_path):
     everything = str(constant_weights(tmp_path / "all.pt", 20.0))  # a network that takes the whole picture
-    auto = IntakeSettings(foreground_weights=everything)
+    auto = IntakeSettings(foreground_weights=everything, light_method="combined")
     border = IntakeSettings(foreground="border", foreground_weights=everything)
     for background, expected in (((255, 255, 255), "combined"), ((226, 226, 226), "combined"), ((200, 40, 40), "border"),
                                  ((30, 30, 30), "border"), ((150, 150, 150), "border")):
@@ -93,6 +94,30 @@ def test_the_rule_uses_the_network_on_light_neutral_backdrops_only(tmp_path):
     assert forced.foreground_source == "net"
     alone = prepare_array(picture(), settings=IntakeSettings(light_method="net", foreground_weights=everything))
     assert alone.foreground_source == "net" and alone.crop_box == forced.crop_box
+
+
+def test_the_shadow_rule_takes_the_combined_mask_only_where_the_border_estimate_reaches_below_it(tmp_path, monkeypatch):
+    import softras.foreground
+
+    weights = str(constant_weights(tmp_path / "any.pt", 0.0))
+    shadowed = picture()
+    shadowed[60:72, 24:70] = 200  # a grey shadow under the dark square (rows 30-60): the border estimate takes it in
+    square = np.zeros((96, 96), np.float32)
+    square[30:60, 30:60] = 1.0  # a network that sees the square alone
+
+    def probability(net, rgb, size=None):
+        return np.asarray(Image.fromarray(square).resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.BILINEAR))
+
+    monkeypatch.setattr(softras.foreground, "foreground_probability", probability)
+    auto = IntakeSettings(foreground_weights=weights)  # light_method 'shadow'
+    result = prepare_array(shadowed, settings=auto)
+    border = prepare_array(shadowed, settings=IntakeSettings(foreground="border"))
+    assert result.foreground_source == "combined" and border.foreground_source == "border"
+    assert result.crop_box == prepare_array(picture(), settings=IntakeSettings(foreground="border")).crop_box  # no shadow
+    assert border.crop_box[3] - border.crop_box[1] > result.crop_box[3] - result.crop_box[1]
+    plain = prepare_array(picture(), settings=auto)  # no shadow: the border estimate, unchanged
+    assert plain.foreground_source == "border"
+    assert torch.equal(plain.rgba, prepare_array(picture(), settings=IntakeSettings(foreground="border")).rgba)
 
 
 def test_combined_keeps_border_pixels_the_network_accepts_and_adds_those_it_is_sure_of(tmp_path):
@@ -178,7 +203,7 @@ def test_mask_benchmark_small_version_on_tiny_weights(tiny_data, tmp_path, capsy
     for b in ("white", "grey 226"):  # darker objects on plain light backdrops: the border estimate finds them
         assert scores.iou[b]["border"] > 0.8 and scores.lost[b]["border"] == 0
     assert scores.extra["white"]["net"] == 1.0 and scores.iou["white"]["net"] < 0.6  # the whole picture taken
-    assert scores.auto_net_share["white"] == 1.0 and scores.auto_net_share["coloured"] == 0.0
+    assert scores.auto_net_share["white"] == 0.0 and scores.auto_net_share["coloured"] == 0.0  # (no shadow rule hit)
     assert scores.iou["coloured"]["auto"] == scores.iou["coloured"]["border"]
     assert "lose >10%" in format_mask_benchmark(scores)
 

@@ -96,8 +96,12 @@ class IntakeSettings:
     the pixels it is sure of: ``net_keep``, ``net_add``), or 'auto' (``light_method`` on a light, neutral backdrop
     where the network's weights exist, else the border estimate; the border estimate too where the network finds
     nothing)."""
-    light_method: str = "combined"
-    """'auto': the method for light, neutral backdrops, 'net' or 'combined'."""
+    light_method: str = "shadow"
+    """'auto': the method for light, neutral backdrops: 'net', 'combined', or 'shadow' ('combined' where the border
+    estimate reaches more than ``shadow_drop`` of its height below the combined mask, i.e. takes in a shadow under
+    the object; else the border estimate)."""
+    shadow_drop: float = 0.03
+    """'shadow': least drop of the mask's lowest row, as a fraction of the border estimate's height."""
     net_keep: float = 0.2
     """'combined': least network probability at which a pixel of the border estimate stays foreground."""
     net_add: float = 0.8
@@ -113,9 +117,9 @@ class IntakeSettings:
     def __post_init__(self) -> None:
         if self.size < 1 or self.analysis_size < 2 or self.oversample < 1 or not 0 < self.fill <= 1:
             raise ValueError(f"invalid intake settings: {self}")
-        if self.foreground not in ("auto", *ESTIMATES) or self.light_method not in ("net", "combined"):
+        if self.foreground not in ("auto", *ESTIMATES) or self.light_method not in ("net", "combined", "shadow"):
             raise ValueError(f"foreground must be 'auto', 'border', 'net' or 'combined' and light_method 'net' or "
-                             f"'combined', got {self.foreground!r} and {self.light_method!r}")
+                             f"'combined' or 'shadow', got {self.foreground!r} and {self.light_method!r}")
 
 
 @dataclass(frozen=True)
@@ -400,19 +404,35 @@ def _opaque_foreground(
         luma = float(color @ np.asarray([0.299, 0.587, 0.114]))
         light = luma >= settings.light_backdrop and float(color.max() - color.min()) <= settings.neutral_backdrop
         method = settings.light_method if light else "border"
-    if net is not None and method in ("net", "combined"):
+    if net is not None and method in ("net", "combined", "shadow"):
         border, backdrop = None, None
-        if method == "combined":
+        if method != "net":
             try:
                 border, backdrop = _border_foreground(rgba, None, settings, name)
             except ValueError:  # no plain border or nothing clearly different: the network alone
                 method = "net"
         found = _net_foreground(rgba, net, settings, border)
+        if method == "shadow":  # the combined mask only where the border estimate reaches below it: a shadow
+            drop = _bottom(border) - (_bottom(found) if found is not None else 0)
+            if found is None or drop <= settings.shadow_drop * _height(border):
+                return border, backdrop, "border", None
+            method = "combined"
         if found is not None:
             return found, backdrop, method, net
         if settings.foreground in ("net", "combined"):
             raise ValueError(f"no foreground found in {name}: the foreground network found no object")
     return (*_border_foreground(rgba, None, settings, name), "border", None)
+
+
+def _bottom(mask: Image.Image) -> int:
+    """One past the lowest row of an 'L' mask's > 0.5 pixels (0 for an empty one)."""
+    box = _binary(mask).getbbox()
+    return 0 if box is None else box[3]
+
+
+def _height(mask: Image.Image) -> int:
+    box = _binary(mask).getbbox()
+    return 0 if box is None else box[3] - box[1]
 
 
 def _net_foreground(rgba: Image.Image, net, settings: IntakeSettings, border: Image.Image | None = None) -> Image.Image | None:
