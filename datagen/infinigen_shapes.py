@@ -78,9 +78,9 @@ FACTORIES = (
 # Quarter turns about +y (each takes x to -z) that bring an Infinigen asset's front (+X in Blender, +x here) to where
 # the real models of its category face. Measured by `python -m datagen.infinigen_fronts` (category-mean occupancy
 # under the four turns against the real training models'): one turn (front towards -z, facing the azimuth-0 camera)
-# for chairs, sofas, toilets and cups; tables score best turned a quarter further (their long side along x, as the
-# real tables'), and which of the two long sides is the front cannot be told. Beds, desks, bookcases, bathtubs and
-# cabinets score alike front and back; bottles and vases alike from every side; lamps and sinks have no real
+# for chairs, sofas, beds, cabinets, toilets and cups; tables score best turned a quarter further (their long side
+# along x, as the real tables'), and which of the two long sides is the front cannot be told. Desks, bookcases and
+# bathtubs score alike front and back; bottles and vases alike from every side; lamps and sinks have no real
 # counterpart: they take the real data's common convention, front towards -z.
 FRONT_TURNS = defaultdict(lambda: 1, table=0)
 
