@@ -98,8 +98,8 @@ class IntakeSettings:
     nothing)."""
     light_method: str = "shadow"
     """'auto': the method for light, neutral backdrops: 'net', 'combined', or 'shadow' ('combined' where the border
-    estimate reaches more than ``shadow_drop`` of its height below the combined mask, i.e. takes in a shadow under
-    the object; else the border estimate)."""
+    estimate reaches more than ``shadow_drop`` of its height below the combined mask and what it has beyond it looks
+    like a shadow on the backdrop, a darker neutral version of its colour; else the border estimate)."""
     shadow_drop: float = 0.03
     """'shadow': least drop of the mask's lowest row, as a fraction of the border estimate's height."""
     net_keep: float = 0.2
@@ -412,9 +412,8 @@ def _opaque_foreground(
             except ValueError:  # no plain border or nothing clearly different: the network alone
                 method = "net"
         found = _net_foreground(rgba, net, settings, border)
-        if method == "shadow":  # the combined mask only where the border estimate reaches below it: a shadow
-            drop = _bottom(border) - (_bottom(found) if found is not None else 0)
-            if found is None or drop <= settings.shadow_drop * _height(border):
+        if method == "shadow":  # the combined mask only where the border estimate takes in a shadow under it
+            if found is None or not _shadow_below(rgba, border, found, backdrop, settings):
                 return border, backdrop, "border", None
             method = "combined"
         if found is not None:
@@ -422,6 +421,21 @@ def _opaque_foreground(
         if settings.foreground in ("net", "combined"):
             raise ValueError(f"no foreground found in {name}: the foreground network found no object")
     return (*_border_foreground(rgba, None, settings, name), "border", None)
+
+
+def _shadow_below(rgba: Image.Image, border: Image.Image, combined: Image.Image, backdrop: _Backdrop,
+                  settings: IntakeSettings) -> bool:
+    """Whether the border estimate ``border`` took in a shadow that the ``combined`` mask leaves out: it reaches more
+    than ``shadow_drop`` of its height below it, and the pixels it has beyond it look like shadow on the backdrop
+    (median luminance 0.4-0.98 of the backdrop's, colour a darker backdrop colour: chroma within 0.04)."""
+    if _bottom(border) - _bottom(combined) <= settings.shadow_drop * _height(border):
+        return False
+    extra = (np.asarray(border) > 127) & ~(np.asarray(combined) > 127)
+    x = _analysis_copy(rgba, settings).astype(np.float32)[extra] / 255
+    weights = np.asarray([0.299, 0.587, 0.114], np.float32)
+    ratio = (x @ weights) / max(float(backdrop.color @ weights), 1e-3)
+    chroma = np.abs(x - ratio[:, None] * backdrop.color[None]).max(1)
+    return 0.4 <= float(np.median(ratio)) <= 0.98 and float(np.median(chroma)) <= 0.04
 
 
 def _bottom(mask: Image.Image) -> int:
