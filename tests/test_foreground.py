@@ -296,3 +296,21 @@ def test_batch_save_mask(tmp_path, tiny_weights, monkeypatch):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary[0]["mask"].endswith("cup_mask.png") and summary[0]["foreground"] == "border"
     assert np.asarray(Image.open(tmp_path / "out" / "cup_mask.png")).shape == (70, 90)
+
+
+def test_training_inputs_take_the_border_estimate_and_evaluation_the_rule(tmp_path, monkeypatch):
+    import softras.foreground
+    from softras.augment import AugmentSettings
+    from softras.inputs import InputSettings, generator_input, generator_inputs
+
+    monkeypatch.setenv("SOFTRAS_FOREGROUND", str(constant_weights(tmp_path / "fg.pt", 0.0)))
+    calls = []
+    monkeypatch.setattr(softras.foreground, "foreground_probability",
+                        lambda net, rgb, size=None: calls.append(rgb.shape) or np.zeros(rgb.shape[:2], np.float32))
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[20:44, 16:48] = (90, 60, 40, 255)
+    on_white = AugmentSettings(reframe=0, low_resolution=0, blur=0, recolor=0, no_alpha=1.0, white=1.0, noise=0, jpeg=0)
+    inputs, _, _ = generator_inputs(rgba[None].repeat(3, 0), 32, InputSettings(augment=on_white), np.random.default_rng(0))
+    assert calls == [] and inputs.shape == (3, 4, 32, 32)
+    generator_input(np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(np.uint8), 32)  # a photo on white, as users give
+    assert calls == [(64, 64, 3)]
