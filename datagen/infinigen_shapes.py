@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datagen.clock import format_duration
 from softras.fileio import atomic_write
 from softras.voxelize import shapes_file_voxels, unpack_voxels
 
@@ -262,11 +263,6 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray], compressed: bool = Fals
     return atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
 
 
-def _format_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 class _Progress:
     """One line per finished shape with the rate and the ETA of the shapes still to make."""
 
@@ -281,8 +277,8 @@ class _Progress:
             elapsed = time.monotonic() - self.start
             rate = self.made / max(elapsed, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            print(f"[{self.done}/{self.total}] {message}, {rate * 60:.1f} shapes/min, elapsed {_format_time(elapsed)}, "
-                  f"ETA {_format_time(eta)}", flush=True)
+            print(f"[{self.done}/{self.total}] {message}, {rate * 60:.1f} shapes/min, elapsed {format_duration(elapsed)}, "
+                  f"ETA {format_duration(eta)}", flush=True)
 
 
 def _spawn(python: Path, raw_dir: Path, jobs: list[str], workers: int, on_record, minutes: float | None) -> None:
@@ -455,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     python = ensure_environment(args.venv)
     start = time.monotonic()
     report = generate(args.out, args.count, args.first_seed, args.workers, args.work, python, args.max_minutes)
-    print(f"{report['shapes']} of {report['planned']} shapes in {args.out} ({_format_time(time.monotonic() - start)}); "
+    print(f"{report['shapes']} of {report['planned']} shapes in {args.out} ({format_duration(time.monotonic() - start)}); "
           f"report: {args.out.with_suffix('.report.json')}", flush=True)
     return 0
 

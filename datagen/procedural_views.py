@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from datagen.varied_views import random_lights
 from softras.data import Shapes, render_views, write_views_stream
@@ -82,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.elevations) * args.azimuths < 2:
         parser.error("at least two views per model are needed (training draws two)")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     path = render(args.shapes, args.out, args.elevations, args.azimuths, args.size, tuple(args.ambient), args.seed)
     print(path)
     return 0

@@ -48,6 +48,7 @@ from typing import Sequence
 
 import numpy as np
 
+from datagen.clock import format_duration
 from softras.data import save_views, split_by_model
 from softras.fileio import atomic_write
 from softras_blender import render as R
@@ -71,13 +72,6 @@ def view_grid(elevations: Sequence[float], azimuth_step: float) -> tuple[np.ndar
     if el.size == 0:
         raise ValueError("need at least one elevation")
     return np.repeat(el, len(az)).astype(np.float32), np.tile(az, len(el)).astype(np.float32)
-
-
-def _fmt_time(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 def _clear_parts(parts: Path) -> None:
@@ -191,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         eta = per_view * n_views * (len(todo) - k)
         print(
             f"[{k}/{len(todo)}] #{i} {label}: {len(f)} faces, {dt:.1f}s ({dt / n_views:.3f} s/view, "
-            f"mean {per_view:.3f}), elapsed {_fmt_time(time.perf_counter() - t0)}, ETA {_fmt_time(eta)}",
+            f"mean {per_view:.3f}), elapsed {format_duration(time.perf_counter() - t0)}, ETA {format_duration(eta)}",
             file=sys.stderr, flush=True,
         )
 
@@ -220,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_val = int((split_all[idx] == "val").sum())
     print(
         f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {len(idx)} models ({n_val} val), {n_views} views, "
-        f"{len(skipped)} skipped, total {_fmt_time(time.perf_counter() - t0)}",
+        f"{len(skipped)} skipped, total {format_duration(time.perf_counter() - t0)}",
         file=sys.stderr, flush=True,
     )
     for i, why in skipped:

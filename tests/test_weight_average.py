@@ -111,7 +111,9 @@ def test_softras_average_writes_a_validated_file_and_the_card_describes_it(tiny_
     assert f"| `{checkpoint}` |" in text and "| 2 -> 4 |" in text and "over 2 run(s)" in text
 
 
-def test_a_run_from_a_weight_average_keeps_the_average_sources_in_its_ledger_and_card(tiny_data, tmp_path):
+def _run_from_an_average(tiny_data, tmp_path) -> tuple[Path, Path, Path, Path]:
+    """A start (steps 0-2), a fine-tune of it (2-4), their half-and-half average, and a run from that average
+    (4-5): returns (the start's export, the fine-tune's checkpoint, the average, the final run's export)."""
     start, tuned = tmp_path / "start.pt", tmp_path / "tuned" / "checkpoint.pt"
     train(tiny_config(tiny_data, tmp_path / "start", steps=2, export=str(start)), log=lambda m: None)
     train(tiny_config(tiny_data, tmp_path / "tuned", steps=4, init_weights=str(start), seed=3), log=lambda m: None)
@@ -119,6 +121,11 @@ def test_a_run_from_a_weight_average_keeps_the_average_sources_in_its_ledger_and
     average_weight_files([start, tuned], [0.5, 0.5], soup)
     train(tiny_config(tiny_data, tmp_path / "after", steps=5, init_weights=str(soup), export=str(final)),
           log=lambda m: None)
+    return start, tuned, soup, final
+
+
+def test_a_run_from_a_weight_average_keeps_the_average_sources_in_its_ledger_and_card(tiny_data, tmp_path):
+    start, tuned, soup, final = _run_from_an_average(tiny_data, tmp_path)
 
     runs = load_weights(final)[1]["runs"]
     assert [(s["start_step"], s["end_step"]) for s in runs] == [(0, 2), (4, 5)]
@@ -157,13 +164,7 @@ def _old_ledger_key(value):
 
 
 def test_files_written_with_the_old_ledger_key_read_it_as_runs(tiny_data, tmp_path):
-    start, tuned = tmp_path / "start.pt", tmp_path / "tuned" / "checkpoint.pt"
-    train(tiny_config(tiny_data, tmp_path / "start", steps=2, export=str(start)), log=lambda m: None)
-    train(tiny_config(tiny_data, tmp_path / "tuned", steps=4, init_weights=str(start), seed=3), log=lambda m: None)
-    soup, final = tmp_path / "soup.pt", tmp_path / "final.pt"
-    average_weight_files([start, tuned], [0.5, 0.5], soup)
-    train(tiny_config(tiny_data, tmp_path / "after", steps=5, init_weights=str(soup), export=str(final)),
-          log=lambda m: None)
+    start, tuned, soup, final = _run_from_an_average(tiny_data, tmp_path)
 
     for path in (soup, final):  # the runs at the top, in the average's sources, in the average a run started from
         payload = torch.load(path, weights_only=True)

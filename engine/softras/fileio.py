@@ -1,4 +1,5 @@
-"""Atomic file output: a reader sees either the old file or the complete new one, never half of it."""
+"""Files: atomic output (a reader sees either the old file or the complete new one, never half of it), and where
+the shipped model files lie."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
 
-__all__ = ["atomic_write", "atomic_write_group"]
+__all__ = ["atomic_write", "atomic_write_group", "shipped_file"]
 
 Writer = Callable[[BinaryIO], None]
+
+
+def shipped_file(filename: str, env: str) -> Path:
+    """A shipped model file: ``$<env>`` if set, else ``models/<filename>`` beside the package (the repository root
+    in a checkout, the extension folder in the Blender extension); the last place looked at when none exists."""
+    override = os.environ.get(env)
+    if override:
+        return Path(override)
+    here = Path(__file__).resolve().parent
+    candidates = [parent / "models" / filename for parent in here.parents[:2]]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
 
 
 def atomic_write(path: str | os.PathLike, write: Writer) -> Path:

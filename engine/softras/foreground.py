@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from softras.fileio import atomic_write
+from softras.fileio import atomic_write, shipped_file
 
 __all__ = ["ForegroundConfig", "ForegroundNet", "ForegroundWeightsError", "FORMAT", "VERSION", "FOREGROUND_FILENAME",
            "default_foreground_path", "save_foreground", "load_foreground", "shipped_foreground", "net_input",
@@ -144,12 +144,7 @@ def foreground_probability(net: ForegroundNet, rgb: np.ndarray, size: tuple[int,
 def default_foreground_path() -> Path:
     """The shipped foreground weights: ``$SOFTRAS_FOREGROUND`` if set, else ``models/softras_foreground.pt`` beside
     the package (the repository root in a checkout, the extension folder in the Blender extension)."""
-    env = os.environ.get("SOFTRAS_FOREGROUND")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    candidates = [parent / "models" / FOREGROUND_FILENAME for parent in here.parents[:2]]
-    return next((c for c in candidates if c.is_file()), candidates[-1])
+    return shipped_file(FOREGROUND_FILENAME, "SOFTRAS_FOREGROUND")
 
 
 def save_foreground(path: str | os.PathLike, net: ForegroundNet, metadata: dict) -> Path:

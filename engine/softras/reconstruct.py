@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from softras.camera import Camera
+from softras.fileio import shipped_file
 from softras.intake import IntakeResult, IntakeSettings, load_image, load_picture
 from softras.mesh import Mesh
 from softras.model import load_weights
@@ -28,12 +29,7 @@ suits fitting a template from afar but moves a prediction further than its error
 def default_weights_path() -> Path:
     """The shipped weights: ``$SOFTRAS_WEIGHTS`` if set, else ``models/softras_generator.pt`` beside the package
     (the repository root in a checkout, the extension folder in the Blender extension)."""
-    env = os.environ.get("SOFTRAS_WEIGHTS")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    candidates = [parent / "models" / WEIGHTS_FILENAME for parent in here.parents[:2]]
-    return next((c for c in candidates if c.is_file()), candidates[-1])
+    return shipped_file(WEIGHTS_FILENAME, "SOFTRAS_WEIGHTS")
 
 
 def refine_prediction(
